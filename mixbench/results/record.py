@@ -1,0 +1,107 @@
+"""The run record (DESIGN §6): the one file per run that leaderboards read.
+
+``record.json`` is written atomically (temp file in the same directory, fsync, rename) so a reader never sees
+a half-written record. :func:`validate_record` checks a loaded record against the versioned schema and
+returns a list of problems, one per bad field.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping
+
+SCHEMA_VERSION = 1
+STATUSES = ("running", "finished", "failed")
+METRIC_DEFS = ("final", "best", "median_last_k")
+
+# field -> accepted python types (None allowed where listed)
+_REQUIRED: dict[str, tuple[type, ...]] = {
+    "schema": (int,),
+    "run_id": (str,),
+    "status": (str,),
+    "experiment": (str,),
+    "config_hash": (str,),
+    "method": (str,),
+    "method_params": (dict,),
+    "backbone": (str,),
+    "dataset": (str,),
+    "epochs": (int,),
+    "seed": (int,),
+    "metrics": (dict,),
+    "time": (dict,),
+    "memory": (dict,),
+    "env": (dict,),
+    "started": (str,),
+    "finished": (str, type(None)),
+    "error": (str, type(None)),
+}
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` so that readers see either the old or the new content, never a mix."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _json_safe(obj: Any) -> Any:
+    """NaN/inf are not JSON; store them as strings so a failed metric survives a round trip."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return str(obj)
+    if isinstance(obj, Mapping):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    return obj
+
+
+def write_record(path: str | os.PathLike, record: Mapping[str, Any]) -> None:
+    atomic_write_text(path, json.dumps(_json_safe(record), indent=2, sort_keys=True) + "\n")
+
+
+def read_record(path: str | os.PathLike) -> dict[str, Any]:
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def validate_record(rec: Any) -> list[str]:
+    """Problems with ``rec`` against schema :data:`SCHEMA_VERSION`; an empty list means valid."""
+    if not isinstance(rec, dict):
+        return [f"record: expected a JSON object, got {type(rec).__name__}"]
+    problems: list[str] = []
+    for key, types in _REQUIRED.items():
+        if key not in rec:
+            problems.append(f"{key}: missing")
+        elif not isinstance(rec[key], types) or (isinstance(rec[key], bool) and bool not in types):
+            names = "/".join("null" if t is type(None) else t.__name__ for t in types)
+            problems.append(f"{key}: expected {names}, got {type(rec[key]).__name__}")
+    if problems:
+        return problems
+    if rec["schema"] != SCHEMA_VERSION:
+        problems.append(f"schema: expected {SCHEMA_VERSION}, got {rec['schema']}")
+    if rec["status"] not in STATUSES:
+        problems.append(f"status: expected one of {'/'.join(STATUSES)}, got {rec['status']!r}")
+    for name, m in rec["metrics"].items():
+        if not isinstance(m, dict):
+            problems.append(f"metrics.{name}: expected an object with {', '.join(METRIC_DEFS)}")
+            continue
+        for d in METRIC_DEFS:
+            if d not in m:
+                problems.append(f"metrics.{name}.{d}: missing")
+    if rec["status"] == "failed" and not rec.get("error"):
+        problems.append("error: a failed run must say why")
+    return problems
