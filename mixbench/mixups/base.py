@@ -18,6 +18,7 @@ randomness comes from ``ctx.generator``; no host synchronisation happens inside 
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Sequence
@@ -198,8 +199,17 @@ class MixPolicy:
     def mix(self, inputs: Tensor, labels: Tensor, num_classes: int, ctx: MixContext) -> MixBatch:
         raise NotImplementedError
 
-    def relabel(self, batch: MixBatch, outputs: Any, ctx: MixContext) -> MixBatch:
-        """Second step after the forward (TransMix-style); default: unchanged."""
+    def capture(self, model: Any) -> contextlib.AbstractContextManager[dict]:
+        """Context the classifier enters around the training forward; a policy that needs something from
+        that forward (attention maps) installs hooks here and fills the yielded dict. Default: nothing."""
+        return contextlib.nullcontext({})
+
+    def relabel(self, batch: MixBatch, outputs: dict[str, Any], ctx: MixContext) -> MixBatch:
+        """Second step after the forward (TransMix-style); default: unchanged.
+
+        ``outputs`` holds ``logits``, ``features`` (backbone output) and whatever :meth:`capture` recorded.
+        Extra loss terms go into ``batch.extras["losses"]`` (name -> scalar tensor); the classifier adds them.
+        """
         return batch
 
     def __call__(self, inputs: Tensor, labels: Tensor, num_classes: int, ctx: MixContext) -> MixBatch:
