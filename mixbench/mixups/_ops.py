@@ -1,0 +1,126 @@
+"""Tensor kernels shared by the model-free policies: pairwise blending, boxes and box masks.
+
+Everything here is deterministic given its tensor arguments (the policies draw the randomness) and runs on the
+inputs' device without host synchronisation: box corners stay tensors and masks are built by comparisons
+against ``arange`` instead of slicing with Python integers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from mixbench.mixups.base import MixBatch, MixContext, MixPolicy
+
+# On CPU the partner rows are gathered and blended in chunks of about this many bytes so the gathered copy
+# stays in cache: one pass over memory instead of two (a full gather, then a blend).
+_CPU_CHUNK_BYTES = 1 << 20
+
+
+def blend(x: Tensor, index: Tensor, weight: Tensor) -> Tensor:
+    """Return ``weight·x + (1−weight)·x[index]`` as a new tensor; ``x`` is not modified.
+
+    Args:
+        x: (N, ...) batch.
+        index: (N,) int64 partner of each row.
+        weight: anchor weight, broadcastable against ``x`` with a leading dim of N or 1: a per-sample λ
+            (N, 1, 1, 1), a shared mask (1, 1, H, W) or per-sample masks (N, 1, H, W). 0/1 weights give
+            exactly the anchor / partner values (``torch.lerp`` is exact at its end points).
+    """
+    n = x.shape[0]
+    weight = weight.to(x.dtype)
+    out = torch.empty_like(x)
+    if x.device.type == "cpu":
+        step = max(1, _CPU_CHUNK_BYTES // max(1, x[0].numel() * x.element_size()))
+    else:
+        step = max(n, 1)
+    for a in range(0, n, step):
+        b = min(n, a + step)
+        partner = x.index_select(0, index[a:b])
+        w = weight if weight.shape[0] == 1 else weight[a:b]
+        torch.lerp(partner, x[a:b], w, out=out[a:b])
+    return out
+
+
+def randint_below(high: Tensor, generator: torch.Generator) -> Tensor:
+    """Uniform integers in ``[0, high)`` for a tensor of upper bounds (0 where ``high`` ≤ 0), no host sync."""
+    u = torch.rand(high.shape, generator=generator, device=high.device, dtype=torch.float64)
+    return torch.floor(u * high.clamp_min(0).double()).long()
+
+
+def box_from_lam(lam: Tensor, cy: Tensor, cx: Tensor, height: int, width: int,
+                 rounding: str = "clovaai") -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """CutMix box of side ``⌊H·√(1−λ)⌋ × ⌊W·√(1−λ)⌋`` centred at (cy, cx), clipped to the image.
+
+    ``rounding="clovaai"`` (official CutMix, torchvision v2, mmpretrain): corners ``c ± ⌊cut/2⌋``, so the
+    unclipped side is ``2⌊cut/2⌋``. ``"timm"`` (timm ≥ 1.0): ``c − ⌊cut/2⌋`` to ``c + ⌈cut/2⌉``, side ``cut``.
+    λ is computed in float64 as the references do with Python floats. Returns int64 (y1, y2, x1, x2).
+    """
+    r = torch.sqrt((1.0 - lam.double()).clamp_min(0.0))
+    cut_h = torch.floor(height * r).long()
+    cut_w = torch.floor(width * r).long()
+    up_h = cut_h // 2 if rounding == "clovaai" else (cut_h + 1) // 2
+    up_w = cut_w // 2 if rounding == "clovaai" else (cut_w + 1) // 2
+    y1 = (cy - cut_h // 2).clamp(0, height)
+    y2 = (cy + up_h).clamp(0, height)
+    x1 = (cx - cut_w // 2).clamp(0, width)
+    x2 = (cx + up_w).clamp(0, width)
+    return y1, y2, x1, x2
+
+
+def rand_center(n: int, height: int, width: int, generator: torch.Generator,
+                device: torch.device) -> tuple[Tensor, Tensor]:
+    """(cy, cx), each (n,) int64 uniform over the image (the CutMix box centre)."""
+    cy = torch.randint(height, (n,), generator=generator, device=device)
+    cx = torch.randint(width, (n,), generator=generator, device=device)
+    return cy, cx
+
+
+def rand_box_minmax(n: int, height: int, width: int, minmax: tuple[float, float], generator: torch.Generator,
+                    device: torch.device) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """timm's ``rand_bbox_minmax``: side ~ U{⌊H·min⌋, …, ⌊H·max⌋−1} per axis, box fully inside the image."""
+    lo_h, hi_h = int(height * minmax[0]), int(height * minmax[1])
+    lo_w, hi_w = int(width * minmax[0]), int(width * minmax[1])
+    cut_h = lo_h + randint_below(torch.full((n,), hi_h - lo_h, device=device), generator)
+    cut_w = lo_w + randint_below(torch.full((n,), hi_w - lo_w, device=device), generator)
+    y1 = randint_below(height - cut_h + 1, generator)
+    x1 = randint_below(width - cut_w + 1, generator)
+    return y1, y1 + cut_h, x1, x1 + cut_w
+
+
+def box_mask(box: tuple[Tensor, Tensor, Tensor, Tensor], height: int, width: int) -> Tensor:
+    """(n, 1, H, W) bool, True inside each box ``[y1, y2) × [x1, x2)``."""
+    y1, y2, x1, x2 = box
+    rows = torch.arange(height, device=y1.device)
+    cols = torch.arange(width, device=y1.device)
+    in_y = (rows >= y1.view(-1, 1)) & (rows < y2.view(-1, 1))
+    in_x = (cols >= x1.view(-1, 1)) & (cols < x2.view(-1, 1))
+    return (in_y.unsqueeze(2) & in_x.unsqueeze(1)).unsqueeze(1)
+
+
+def box_area_fraction(box: tuple[Tensor, Tensor, Tensor, Tensor], height: int, width: int) -> Tensor:
+    """Fraction of the image each box covers, float32 (computed exactly from integer corners)."""
+    y1, y2, x1, x2 = box
+    return ((y2 - y1) * (x2 - x1)).double().div(height * width).float()
+
+
+def per_sample(t: Tensor, n: int) -> Tensor:
+    """Broadcast a (1,) or (n,) tensor to (n,) (a view)."""
+    return t.reshape(-1).expand(n) if t.numel() == 1 else t.reshape(n)
+
+
+class SampledPolicy(MixPolicy):
+    """A policy split in two: :meth:`sample` draws every random parameter from ``ctx.generator`` and
+    :meth:`mix_with` is the deterministic op. Tests and reference comparisons inject λ, partners and boxes
+    by calling :meth:`mix_with` directly."""
+
+    def sample(self, inputs: Tensor, labels: Tensor, ctx: MixContext) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def mix_with(self, inputs: Tensor, labels: Tensor, num_classes: int, **params: Any) -> MixBatch:
+        raise NotImplementedError
+
+    def mix(self, inputs: Tensor, labels: Tensor, num_classes: int, ctx: MixContext) -> MixBatch:
+        return self.mix_with(inputs, labels, num_classes, **self.sample(inputs, labels, ctx))
