@@ -17,6 +17,10 @@ from typing import Any, Mapping
 SCHEMA_VERSION = 1
 STATUSES = ("running", "finished", "failed")
 METRIC_DEFS = ("final", "best", "median_last_k")
+RECORD_NAME = "record.json"
+METRICS_LOG_NAME = "metrics.jsonl"
+# How a non-finite float is spelled after :func:`_json_safe` (``str(float("nan"))`` etc.).
+_NON_FINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 
 # field -> accepted python types (None allowed where listed)
 _REQUIRED: dict[str, tuple[type, ...]] = {
@@ -70,12 +74,45 @@ def _json_safe(obj: Any) -> Any:
 
 
 def write_record(path: str | os.PathLike, record: Mapping[str, Any]) -> None:
+    """Write ``record`` as JSON atomically; NaN/inf metric values are kept as strings."""
     atomic_write_text(path, json.dumps(_json_safe(record), indent=2, sort_keys=True) + "\n")
 
 
 def read_record(path: str | os.PathLike) -> dict[str, Any]:
     with open(path, encoding="utf-8") as f:
         return json.load(f)
+
+
+def as_float(value: Any) -> float:
+    """A metric value as a float: numbers as they are, ``"nan"``/``"inf"`` strings back to floats, else NaN."""
+    if isinstance(value, bool):
+        return math.nan
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        return _NON_FINITE.get(value.strip().lower(), math.nan)
+    return math.nan
+
+
+def load_record(path: str | os.PathLike) -> tuple[dict[str, Any] | None, str | None]:
+    """Read and validate one record; return ``(record, None)`` or ``(None, one-line reason)``."""
+    try:
+        rec = read_record(path)
+    except (OSError, UnicodeDecodeError) as e:
+        return None, f"unreadable ({e.__class__.__name__}: {e})"
+    except json.JSONDecodeError as e:
+        return None, f"not valid JSON (line {e.lineno}, column {e.colno}: {e.msg}); partial write?"
+    problems = validate_record(rec)
+    if problems:
+        more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
+        return None, f"invalid record: {problems[0]}{more}"
+    return rec, None
+
+
+def _metric_value_ok(value: Any) -> bool:
+    if value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)):
+        return True
+    return isinstance(value, str) and value.strip().lower() in _NON_FINITE
 
 
 def validate_record(rec: Any) -> list[str]:
@@ -102,6 +139,11 @@ def validate_record(rec: Any) -> list[str]:
         for d in METRIC_DEFS:
             if d not in m:
                 problems.append(f"metrics.{name}.{d}: missing")
+            elif not _metric_value_ok(m[d]):
+                problems.append(f"metrics.{name}.{d}: expected a number, null or 'nan', got {m[d]!r}")
+        # k of median_last_k: optional, but a positive int when present (it goes into the board header).
+        if "k" in m and (not isinstance(m["k"], int) or isinstance(m["k"], bool) or m["k"] < 1):
+            problems.append(f"metrics.{name}.k: expected a positive int, got {m['k']!r}")
     if rec["status"] == "failed" and not rec.get("error"):
         problems.append("error: a failed run must say why")
     return problems

@@ -1,0 +1,305 @@
+"""Aggregate runs into a leaderboard (DESIGN §7).
+
+Runs are grouped by (dataset, backbone, epochs, method) plus any parameters the user names; each group
+reports mean ± sample std over its seeds, n, a 95% confidence interval of the mean from the t-distribution
+(half-width ``t(0.975, n-1) · s / √n``), and its rank among the methods compared under the same
+(dataset, backbone, epochs). Failed, unfinished and NaN runs never enter the table; they are listed in
+:attr:`Board.excluded` with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from mixbench.errors import ConfigError
+from mixbench.results.record import METRIC_DEFS
+from mixbench.results.store import Store, read_curve
+
+DEFAULT_BY = ("dataset", "backbone", "epochs", "method")
+# Keys that name *what is compared*; the rest of ``by`` names the setting a comparison happens in.
+_CONTENDER_KEYS = ("method", "method_params", "label")
+METRIC_LABELS = {"top1": "top-1", "top5": "top-5", "loss": "loss"}
+_DEF_TEXT = {"final": "final epoch", "best": "best epoch", "median_last_k": "median of the last {k} epochs"}
+
+
+@dataclass
+class Board:
+    """An aggregated leaderboard plus what was left out of it.
+
+    Attributes:
+        table: one row per group: the ``by`` columns, ``n``, ``mean``, ``std`` (sample, NaN for n=1),
+            ``ci95`` (half-width), ``ci_low``, ``ci_high``, ``rank``, ``seeds``, ``runs`` (run dirs) and,
+            when a reference was given, ``reference`` and ``diff`` (mean − reference).
+        excluded: one row per run kept out of the table, with ``reason``.
+        skipped: ``(path, reason)`` of records that could not be read.
+    """
+
+    table: pd.DataFrame
+    excluded: pd.DataFrame
+    skipped: list[tuple[str, str]]
+    metric: str
+    definition: str
+    by: list[str]
+    k: str | None = None
+    higher_is_better: bool = True
+    title: str = "mixbench leaderboard"
+    reference_source: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def compare_within(self) -> list[str]:
+        """The ``by`` columns that define one comparison (a ranking, a chart panel)."""
+        return [c for c in self.by if c not in _CONTENDER_KEYS and not c.startswith("params.")]
+
+    @property
+    def contenders(self) -> list[str]:
+        return [c for c in self.by if c not in self.compare_within]
+
+    @property
+    def metric_label(self) -> str:
+        return METRIC_LABELS.get(self.metric, self.metric)
+
+    @property
+    def definition_text(self) -> str:
+        return _DEF_TEXT[self.definition].format(k=self.k or "k")
+
+    @property
+    def header(self) -> str:
+        """The metric definition as it goes into every table header."""
+        return f"{self.metric_label}, {self.definition_text}, mean ± std over n seeds"
+
+    @property
+    def has_reference(self) -> bool:
+        return "reference" in self.table.columns
+
+    def row_label(self, row: pd.Series) -> str:
+        """What a row compares (method and named params), for legends and bar labels."""
+        parts = []
+        for c in self.contenders:
+            v = row[c]
+            if c.startswith("params."):
+                parts.append(f"{c[7:]}={_fmt_key(v)}")
+            else:
+                parts.append(_fmt_key(v))
+        return " ".join(parts) or "all"
+
+    def panel_key(self, row: pd.Series) -> str:
+        """The setting a row belongs to (dataset / backbone / epochs), for chart panel titles."""
+        parts = []
+        for c in self.compare_within:
+            v = _fmt_key(row[c])
+            parts.append(f"{v} ep" if c == "epochs" else v)
+        return " / ".join(parts) or self.title
+
+    def panels(self) -> list[tuple[str, pd.DataFrame]]:
+        """``(panel title, rows)`` per comparison, rows in rank order."""
+        if self.table.empty:
+            return []
+        keys = self.table.apply(self.panel_key, axis=1)
+        return [(k, self.table[keys == k]) for k in dict.fromkeys(keys)]
+
+
+def _fmt_key(v) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v)
+
+
+def resolve_by(by: Sequence[str] | None, runs: pd.DataFrame) -> list[str]:
+    """Expand user grouping keys: a bare method-param name ``alpha`` means column ``params.alpha``;
+    ``params`` means all method params (their canonical JSON)."""
+    out = []
+    for key in by or DEFAULT_BY:
+        key = key.strip()
+        if not key:
+            continue
+        if key == "params":
+            key = "method_params"
+        elif key not in runs.columns and f"params.{key}" in runs.columns:
+            key = f"params.{key}"
+        elif key not in runs.columns and not runs.empty:
+            valid = [c for c in runs.columns if not c.startswith(("time.", "memory.", "env."))]
+            raise ConfigError(f"--by: unknown key '{key}'; valid: {', '.join(valid[:25])}")
+        if key not in out:
+            out.append(key)
+    return out
+
+
+def t_quantile(df: np.ndarray | float, q: float = 0.975) -> np.ndarray:
+    """Quantile of Student's t with ``df`` degrees of freedom (NaN where df < 1)."""
+    from scipy.special import stdtrit  # scipy comes with scikit-learn; imported here to keep imports light
+
+    df = np.asarray(df, dtype=float)
+    out = np.full(df.shape, np.nan)
+    ok = df >= 1
+    out[ok] = stdtrit(df[ok], q)
+    return out
+
+
+def _exclusion_reasons(runs: pd.DataFrame, col: str) -> pd.Series:
+    """Why each run stays out of the board ('' = it enters); the status outranks the metric value."""
+    reasons = pd.Series("", index=runs.index, dtype=object)
+    if col in runs.columns:
+        values = runs[col].astype(float)
+        reasons[values.isna()] = f"{col} is NaN or missing"
+        reasons[np.isinf(values)] = f"{col} is infinite"
+    else:
+        reasons[:] = f"no metric {col}"
+    reasons[runs["status"] == "running"] = "unfinished (status running)"
+    failed = runs["status"] == "failed"
+    if failed.any():
+        first_line = runs.loc[failed, "error"].fillna("").astype(str).str.strip().str.split("\n").str[0]
+        reasons[failed] = "failed: " + first_line
+    return reasons
+
+
+def aggregate(
+    source: Store | pd.DataFrame,
+    *,
+    metric: str = "top1",
+    definition: str = "median_last_k",
+    by: Sequence[str] | None = None,
+    reference: pd.DataFrame | None = None,
+    higher_is_better: bool = True,
+    title: str = "mixbench leaderboard",
+    reference_source: str | None = None,
+) -> Board:
+    """Group runs and compute mean, std, n, 95% CI and rank of one metric.
+
+    Args:
+        source: a :class:`Store` or its ``runs`` table.
+        metric: metric name in the records (``top1``).
+        definition: one of ``final``, ``best``, ``median_last_k``.
+        by: grouping keys (default dataset, backbone, epochs, method); bare param names allowed.
+        reference: published numbers: a table with some of the ``by`` columns plus ``reference``; rows
+            are matched on the shared columns and get ``reference`` and ``diff`` columns.
+        higher_is_better: rank direction.
+        title / reference_source: carried to the renderers.
+    """
+    if definition not in METRIC_DEFS:
+        raise ConfigError(f"--definition: unknown '{definition}'; valid: {', '.join(METRIC_DEFS)}")
+    store = source if isinstance(source, Store) else Store(runs=source)
+    runs = store.runs
+    by = resolve_by(by, runs)
+    col = f"{metric}.{definition}"
+    if not runs.empty and metric not in store.metric_names():
+        raise ConfigError(f"--metric: no run has metric '{metric}'; found: {', '.join(store.metric_names())}")
+
+    reasons = _exclusion_reasons(runs, col) if not runs.empty else pd.Series(dtype=object)
+    keep = reasons == ""
+    good = runs[keep] if not runs.empty else runs
+    excluded_cols = [c for c in ("path", "run_id", "experiment", "method", "seed", "status") if c in runs]
+    excluded = runs.loc[~keep, excluded_cols].assign(reason=reasons[~keep]) if not runs.empty else (
+        pd.DataFrame(columns=[*excluded_cols, "reason"]))
+
+    table = _group_stats(good, by, col)
+    k = _k_text(good, metric) if definition == "median_last_k" else None
+    board = Board(table=table, excluded=excluded.reset_index(drop=True), skipped=list(store.skipped),
+                  metric=metric, definition=definition, by=by, k=k, higher_is_better=higher_is_better,
+                  title=title, reference_source=reference_source)
+    if reference is not None and not table.empty:
+        board.table = _merge_reference(board.table, reference)
+    board.table = _rank(board)
+    return board
+
+
+def _group_stats(good: pd.DataFrame, by: list[str], col: str) -> pd.DataFrame:
+    cols = [*by, "n", "mean", "std", "ci95", "ci_low", "ci_high", "seeds", "runs"]
+    if good.empty:
+        return pd.DataFrame(columns=cols)
+    frame = good[[*by, col, "seed", "path"]].copy()
+    frame[col] = frame[col].astype(float)
+    grouped = frame.groupby(by, dropna=False, sort=True)
+    stats = grouped[col].agg(["count", "mean", "std"]).rename(columns={"count": "n"})
+    stats["seeds"] = grouped["seed"].agg(lambda s: sorted(s.tolist()))
+    stats["runs"] = grouped["path"].agg(list)
+    stats = stats.reset_index()
+    n = stats["n"].to_numpy(dtype=float)
+    half = t_quantile(n - 1) * stats["std"].to_numpy(dtype=float) / np.sqrt(n)
+    stats["ci95"] = half
+    stats["ci_low"] = stats["mean"] - half
+    stats["ci_high"] = stats["mean"] + half
+    return stats[cols]
+
+
+def _k_text(good: pd.DataFrame, metric: str) -> str | None:
+    kcol = f"{metric}.k"
+    if kcol not in good.columns:
+        return None
+    ks = sorted({int(k) for k in good[kcol].dropna()})
+    return "/".join(map(str, ks)) or None
+
+
+def _merge_reference(table: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
+    on = [c for c in reference.columns if c in table.columns and c != "reference"]
+    if not on:
+        raise ConfigError("reference: shares no column with the board's grouping keys")
+    ref = reference[[*on, "reference"]].drop_duplicates(on)
+    # Align dtypes (epochs may be int in one table and float in the other after NaN handling).
+    for c in on:
+        if table[c].dtype != ref[c].dtype:
+            ref = ref.assign(**{c: ref[c].astype(table[c].dtype, errors="ignore")})
+    out = table.merge(ref, on=on, how="left")
+    out["diff"] = out["mean"] - out["reference"].astype(float)
+    return out
+
+
+def _rank(board: Board) -> pd.DataFrame:
+    table = board.table
+    if table.empty:
+        return table.assign(rank=pd.Series(dtype=float))
+    within = board.compare_within
+    means = table["mean"]
+    if within:
+        ranks = table.groupby(within, dropna=False)["mean"].rank(ascending=not board.higher_is_better,
+                                                                method="min")
+    else:
+        ranks = means.rank(ascending=not board.higher_is_better, method="min")
+    table = table.assign(rank=ranks.astype(int))
+    order = [*within, "rank"] if within else ["rank"]
+    return table.sort_values(order, kind="stable").reset_index(drop=True)
+
+
+def curves(board: Board, max_runs_per_row: int | None = None) -> list[dict]:
+    """Mean validation curve per board row, from each run's ``metrics.jsonl``.
+
+    Returns one dict per row with ``panel``, ``label``, ``epochs``, ``mean``, ``std`` (lists); rows whose
+    runs logged no curve are left out. Epochs missing in some seeds average over the seeds that have them.
+    """
+    out = []
+    for _, row in board.table.iterrows():
+        series = []
+        for path in row["runs"][:max_runs_per_row]:
+            ep, vals = read_curve(path, board.metric)
+            if ep:
+                series.append(pd.Series(vals, index=ep))
+        if not series:
+            continue
+        frame = pd.concat(series, axis=1)
+        out.append({
+            "panel": board.panel_key(row),
+            "label": board.row_label(row),
+            "epochs": frame.index.tolist(),
+            "mean": frame.mean(axis=1).tolist(),
+            "std": frame.std(axis=1).fillna(0.0).tolist(),
+        })
+    return out
+
+
+def reference_table(rows: Iterable[dict]) -> pd.DataFrame:
+    """A reference table from dicts like ``{"label": "mixup e200", "reference": 78.52}``."""
+    rows = [r for r in rows if r.get("reference") is not None]
+    return pd.DataFrame(rows) if rows else pd.DataFrame(columns=["reference"])
+
+
+def to_json_records(board: Board) -> str:
+    """The board table as JSON (for wandb and machine readers)."""
+    return json.dumps(board.table.drop(columns=["runs"]).to_dict(orient="records"), default=str)
