@@ -1,0 +1,115 @@
+"""The dataset contract every registered dataset satisfies (interface A).
+
+A dataset yields ``(uint8 tensor C×H×W, int label)`` pairs and describes itself with ``num_classes``,
+``image_size``, ``in_chans`` and the per-channel ``mean``/``std`` in 0..255 units (the classifier's data
+preprocessor normalises with them; loaders never normalise). Small sets live in memory and expose them through
+:meth:`ImageDataset.tensors`, which the device-resident loader copies to the training device once.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from mixbench.errors import ConfigError
+
+SPLITS = ("train", "val")
+
+
+def check_split(split: str, name: str) -> None:
+    """Raise a one-line :class:`ConfigError` unless ``split`` is ``train`` or ``val``."""
+    if split not in SPLITS:
+        raise ConfigError(f"data.split: dataset '{name}' has splits {list(SPLITS)}, got {split!r}")
+
+
+def require_path(path: str | Path, name: str, layout: str) -> Path:
+    """Return ``path`` if it exists, else raise a :class:`ConfigError` naming it and the expected layout."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise ConfigError(f"data.root: {name} file not found: {path}; expected layout {layout}")
+    return path
+
+
+def require_root(root: str | None, name: str, layout: str) -> Path:
+    """Check that a dataset root was configured and exists."""
+    if root is None or str(root) == "":
+        raise ConfigError(f"data.root: dataset '{name}' needs a local root directory; expected layout {layout}")
+    return require_path(root, name, layout)
+
+
+def channel_stats(images: Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std (0..255 units) of a uint8 N×C×H×W tensor."""
+    x = images.to(torch.float64).transpose(0, 1).reshape(images.shape[1], -1)
+    return tuple(x.mean(1).tolist()), tuple(x.std(1).clamp_min(1e-6).tolist())
+
+
+class ImageDataset(Dataset):
+    """Base class of mixbench datasets: uint8 C×H×W images and int labels.
+
+    Attributes:
+        num_classes: number of classes.
+        image_size: (H, W) of every returned image.
+        in_chans: channels of every returned image.
+        mean: per-channel mean in 0..255 units (statistics of the training split).
+        std: per-channel std in 0..255 units.
+        classes: class names, index = label.
+    """
+
+    num_classes: int
+    image_size: tuple[int, int]
+    in_chans: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    classes: list[str]
+
+    def tensors(self) -> tuple[Tensor, Tensor] | None:
+        """``(uint8 N×C×H×W, int64 N)`` when the whole split is in memory, else ``None``."""
+        return None
+
+    def __repr__(self) -> str:
+        h, w = self.image_size
+        return (f"{type(self).__name__}(n={len(self)}, classes={self.num_classes}, "
+                f"shape={self.in_chans}x{h}x{w})")
+
+
+class TensorImageDataset(ImageDataset):
+    """An in-memory dataset backed by one uint8 image tensor and one int64 label tensor.
+
+    Args:
+        images: uint8 N×C×H×W.
+        labels: int64 N.
+        num_classes: number of classes.
+        mean: per-channel mean (0..255); computed from ``images`` when ``None``.
+        std: per-channel std (0..255); computed from ``images`` when ``None``.
+        classes: class names; ``["0", "1", ...]`` when ``None``.
+    """
+
+    def __init__(self, images: Tensor, labels: Tensor, num_classes: int,
+                 mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
+                 classes: Sequence[str] | None = None):
+        if images.dtype != torch.uint8 or images.dim() != 4:
+            raise ValueError(f"images must be uint8 N×C×H×W, got {images.dtype} {tuple(images.shape)}")
+        if labels.shape != (images.shape[0],):
+            raise ValueError(f"labels must have shape ({images.shape[0]},), got {tuple(labels.shape)}")
+        self.images = images.contiguous()
+        self.labels = labels.to(torch.int64).contiguous()
+        self.num_classes = int(num_classes)
+        self.in_chans = int(images.shape[1])
+        self.image_size = (int(images.shape[2]), int(images.shape[3]))
+        if mean is None or std is None:
+            mean, std = channel_stats(images)
+        self.mean, self.std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
+        self.classes = list(classes) if classes is not None else [str(i) for i in range(num_classes)]
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    def __getitem__(self, i: int) -> tuple[Tensor, int]:
+        return self.images[i], int(self.labels[i])
+
+    def tensors(self) -> tuple[Tensor, Tensor]:
+        return self.images, self.labels

@@ -1,0 +1,257 @@
+"""Loaders that turn an :class:`ImageDataset` into batches of ``{"inputs": uint8, "labels": int64}`` (interface A).
+
+Two paths with the same order and the same augmentation, bit for bit:
+
+* **device-resident** (:class:`ResidentLoader`): the whole uint8 split is copied to the training device once;
+  every batch is a gather on the device followed by a batched random crop (zero padding) and horizontal flip
+  on the device. No worker processes, no per-batch host→device copies, no host synchronisation.
+* **DataLoader** (:class:`EpochDataLoader`): a regular :class:`torch.utils.data.DataLoader` with workers that
+  crops and flips each image on the CPU; for data that is not in memory (ImageFolder) or too big for the device.
+
+Both are driven by :class:`EpochSampler`: for each epoch it draws, from a CPU generator seeded by
+``(seed, epoch)`` only, a permutation of the whole dataset and one crop offset and flip bit per position, then
+gives rank ``r`` of ``world_size`` the positions ``r, r + world_size, ...`` (padded by wrapping around like
+:class:`~torch.utils.data.DistributedSampler`, or truncated when ``drop_last``). Resuming at an epoch therefore
+reproduces the batches exactly, and the ranks' shards are disjoint and cover the epoch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from typing import Iterator
+
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Sampler
+
+from mixbench.datasets.base import ImageDataset
+from mixbench.errors import ConfigError
+
+RESIDENT_MODES = ("auto", "device", "dataloader")
+# "auto" keeps a split on the accelerator only while it takes at most this share of the device's memory.
+RESIDENT_MEMORY_SHARE = 0.25
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """A 63-bit seed that depends only on ``(seed, epoch)`` (stable across processes and platforms)."""
+    digest = hashlib.sha256(f"mixbench-loader:{int(seed)}:{int(epoch)}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+def crop_flip(images: Tensor, dy: Tensor, dx: Tensor, flip: Tensor, padding: int) -> Tensor:
+    """Batched random crop with zero padding, then horizontal flip, as one gather.
+
+    Equivalent to zero-padding each image by ``padding`` on every side, cropping the original size at offset
+    ``(dy, dx)`` in ``[0, 2·padding]`` and mirroring left-right where ``flip`` is 1 (torchvision's
+    ``RandomCrop(size, padding)`` followed by ``RandomHorizontalFlip``). ``dy = dx = padding`` with no flip is
+    the identity.
+
+    Args:
+        images: N×C×H×W (any dtype), on any device.
+        dy, dx: (N,) integer offsets, on the same device.
+        flip: (N,) 0/1, on the same device.
+        padding: the zero padding on each side.
+    """
+    n, _, h, w = images.shape
+    dev = images.device
+    rows = dy.view(n, 1) - padding + torch.arange(h, device=dev)  # source row of every output row
+    cols = dx.view(n, 1) - padding + torch.arange(w, device=dev)
+    cols = torch.where(flip.view(n, 1).bool(), cols.flip(1), cols)
+    valid = ((rows >= 0) & (rows < h)).view(n, h, 1) & ((cols >= 0) & (cols < w)).view(n, 1, w)
+    nhwc = images.permute(0, 2, 3, 1)
+    out = nhwc[torch.arange(n, device=dev).view(n, 1, 1), rows.clamp(0, h - 1).view(n, h, 1),
+               cols.clamp(0, w - 1).view(n, 1, w)]
+    out = out * valid.unsqueeze(-1).to(out.dtype)
+    return out.permute(0, 3, 1, 2).contiguous()
+
+
+class EpochSampler(Sampler):
+    """Per-epoch seeded order and augmentation parameters, sharded by rank (see the module docstring).
+
+    Iterating yields ``(index, dy, dx, flip)`` tuples of ints for this rank; :meth:`plan` returns the same as
+    four int64 tensors.
+    """
+
+    def __init__(self, size: int, *, shuffle: bool, crop_padding: int = 0, hflip: bool = False,
+                 seed: int = 0, rank: int = 0, world_size: int = 1, drop_last: bool = False):
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is not in [0, {world_size})")
+        self.size, self.shuffle = int(size), bool(shuffle)
+        self.crop_padding, self.hflip = int(crop_padding), bool(hflip)
+        self.seed, self.rank, self.world_size, self.drop_last = int(seed), int(rank), int(world_size), drop_last
+        self.epoch = 0
+        if drop_last and self.size < world_size:
+            raise ConfigError(f"data: {self.size} samples cannot be split over {world_size} ranks with drop_last")
+        per_rank = self.size // world_size if drop_last else math.ceil(self.size / world_size)
+        self.num_samples, self.total = per_rank, per_rank * world_size
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose order and augmentation :meth:`plan` returns."""
+        self.epoch = int(epoch)
+
+    def plan(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """``(indices, dy, dx, flip)`` int64 CPU tensors of length :attr:`num_samples` for this rank."""
+        gen = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
+        order = torch.randperm(self.size, generator=gen) if self.shuffle else torch.arange(self.size)
+        if self.total > self.size:  # pad by wrapping around so every rank has the same length
+            order = order.repeat(math.ceil(self.total / self.size))
+        order = order[: self.total]
+        p = self.crop_padding
+        if p > 0:
+            dy = torch.randint(0, 2 * p + 1, (self.total,), generator=gen)
+            dx = torch.randint(0, 2 * p + 1, (self.total,), generator=gen)
+        else:
+            dy = dx = torch.zeros(self.total, dtype=torch.int64)
+        flip = (torch.randint(0, 2, (self.total,), generator=gen) if self.hflip
+                else torch.zeros(self.total, dtype=torch.int64))
+        shard = slice(self.rank, self.total, self.world_size)
+        return order[shard], dy[shard], dx[shard], flip[shard]
+
+    def __iter__(self) -> Iterator[tuple[int, int, int, int]]:
+        return iter(zip(*(t.tolist() for t in self.plan())))
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+
+class AugmentedDataset(ImageDataset):
+    """Wraps a dataset so that ``view[(i, dy, dx, flip)]`` is ``dataset[i]`` cropped and flipped.
+
+    The DataLoader path indexes it with the keys of an :class:`EpochSampler`; the crop is the same
+    :func:`crop_flip` the resident path applies to whole batches.
+    """
+
+    def __init__(self, dataset: ImageDataset, crop_padding: int = 0, hflip: bool = False):
+        self.base, self.crop_padding, self.hflip = dataset, int(crop_padding), bool(hflip)
+        for attr in ("num_classes", "image_size", "in_chans", "mean", "std", "classes"):
+            if hasattr(dataset, attr):
+                setattr(self, attr, getattr(dataset, attr))
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def tensors(self) -> tuple[Tensor, Tensor] | None:
+        return self.base.tensors()
+
+    def __getitem__(self, key: int | tuple[int, int, int, int]) -> tuple[Tensor, int]:
+        i, dy, dx, flip = key if isinstance(key, tuple) else (key, self.crop_padding, self.crop_padding, 0)
+        image, label = self.base[i]
+        if self.crop_padding > 0 or (self.hflip and flip):
+            image = crop_flip(image.unsqueeze(0), torch.tensor([dy]), torch.tensor([dx]), torch.tensor([flip]),
+                              self.crop_padding)[0]
+        return image, int(label)
+
+
+def collate(samples: list[tuple[Tensor, int]]) -> dict[str, Tensor]:
+    """Stack ``(image, label)`` pairs into the loader batch dict."""
+    images, labels = zip(*samples)
+    return {"inputs": torch.stack(images), "labels": torch.tensor(labels, dtype=torch.int64)}
+
+
+class EpochDataLoader(DataLoader):
+    """The DataLoader path: worker processes decode/crop/flip on the CPU; batches come back pinned on CUDA."""
+
+    def __init__(self, dataset: ImageDataset, *, sampler: EpochSampler, batch_size: int, drop_last: bool,
+                 num_workers: int = 0, pin_memory: bool = False, crop_padding: int = 0, hflip: bool = False):
+        super().__init__(AugmentedDataset(dataset, crop_padding, hflip), batch_size=batch_size, sampler=sampler,
+                         drop_last=drop_last, num_workers=num_workers, collate_fn=collate,
+                         pin_memory=pin_memory, persistent_workers=num_workers > 0)
+        self.resident = False
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the epoch's order and augmentation (call before iterating; mmengine calls the sampler's)."""
+        self.sampler.set_epoch(epoch)
+
+
+class ResidentLoader(DataLoader):
+    """The device-resident path: the whole uint8 split on ``device``, batches gathered and augmented there.
+
+    It subclasses :class:`DataLoader` (so mmengine accepts it and finds ``sampler.set_epoch``) but replaces
+    iteration: per epoch the sampler's plan is copied to the device once; each batch is then a slice of the
+    plan, a gather of images and labels and one :func:`crop_flip`, all asynchronous device work.
+    """
+
+    def __init__(self, dataset: ImageDataset, *, sampler: EpochSampler, batch_size: int, drop_last: bool,
+                 device: torch.device, crop_padding: int = 0, hflip: bool = False):
+        super().__init__(dataset, batch_size=batch_size, sampler=sampler, drop_last=drop_last, num_workers=0)
+        tensors = dataset.tensors()
+        if tensors is None:
+            raise ConfigError(f"data.resident: 'device' needs an in-memory dataset; {type(dataset).__name__} "
+                              "reads files, use resident: dataloader")
+        images, labels = tensors
+        self.device = torch.device(device)
+        self.images = images.to(self.device)
+        self.labels = labels.to(self.device)
+        self.crop_padding, self.hflip = int(crop_padding), bool(hflip)
+        self.resident = True
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the epoch's order and augmentation (call before iterating; mmengine calls the sampler's)."""
+        self.sampler.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        n = len(self.sampler)
+        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+
+    def __iter__(self) -> Iterator[dict[str, Tensor]]:
+        order, dy, dx, flip = (t.to(self.device) for t in self.sampler.plan())
+        augment = self.crop_padding > 0 or self.hflip
+        bs = self.batch_size
+        for b in range(len(self)):
+            sl = slice(b * bs, (b + 1) * bs)
+            idx = order[sl]
+            images = self.images[idx]
+            if augment:
+                images = crop_flip(images, dy[sl], dx[sl], flip[sl], self.crop_padding)
+            yield {"inputs": images, "labels": self.labels[idx]}
+
+
+def _resident_fits(dataset: ImageDataset, device: torch.device) -> bool:
+    tensors = dataset.tensors()
+    if tensors is None:
+        return False
+    if device.type != "cuda":
+        return True  # host memory already holds the split; "resident" just skips workers and copies
+    total = torch.cuda.get_device_properties(device).total_memory
+    return tensors[0].numel() * tensors[0].element_size() <= RESIDENT_MEMORY_SHARE * total
+
+
+def build_loader(dataset: ImageDataset, *, train: bool, batch_size: int, device: torch.device | str = "cpu",
+                 resident: str = "auto", num_workers: int = 0, crop_padding: int = 0, hflip: bool = False,
+                 seed: int = 0, rank: int = 0, world_size: int = 1,
+                 drop_last: bool | None = None) -> DataLoader:
+    """Build the loader for one split (interface A).
+
+    Args:
+        dataset: any :class:`ImageDataset`.
+        train: shuffle and augment (crop/flip) when true; fixed order and no augmentation otherwise.
+        batch_size: samples per batch on this rank.
+        device: the training device (the resident path puts the data there).
+        resident: ``"device"``, ``"dataloader"`` or ``"auto"`` (resident when the dataset is in memory and
+            takes at most a quarter of the accelerator's memory).
+        num_workers: worker processes of the DataLoader path (ignored by the resident path).
+        crop_padding: random crop with this zero padding (train only; 0 disables).
+        hflip: random horizontal flip (train only).
+        seed: with the epoch, fixes the order and augmentation.
+        rank: this process's rank; world_size: number of processes (sharding like DistributedSampler).
+        drop_last: drop the last incomplete batch; defaults to ``train``.
+    """
+    if resident not in RESIDENT_MODES:
+        raise ConfigError(f"data.resident: expected one of {list(RESIDENT_MODES)}, got {resident!r}")
+    if batch_size < 1:
+        raise ConfigError(f"data.batch_size: expected a positive int, got {batch_size}")
+    if crop_padding < 0 or num_workers < 0:
+        raise ConfigError("data: crop_padding and num_workers must be >= 0")
+    device = torch.device(device)
+    drop_last = train if drop_last is None else bool(drop_last)
+    if not train:
+        crop_padding, hflip = 0, False
+    sampler = EpochSampler(len(dataset), shuffle=train, crop_padding=crop_padding, hflip=hflip, seed=seed,
+                           rank=rank, world_size=world_size, drop_last=drop_last)
+    if resident == "device" or (resident == "auto" and _resident_fits(dataset, device)):
+        return ResidentLoader(dataset, sampler=sampler, batch_size=batch_size, drop_last=drop_last,
+                              device=device, crop_padding=crop_padding, hflip=hflip)
+    return EpochDataLoader(dataset, sampler=sampler, batch_size=batch_size, drop_last=drop_last,
+                           num_workers=num_workers, pin_memory=device.type == "cuda",
+                           crop_padding=crop_padding, hflip=hflip)
