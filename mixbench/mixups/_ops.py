@@ -124,3 +124,25 @@ class SampledPolicy(MixPolicy):
 
     def mix(self, inputs: Tensor, labels: Tensor, num_classes: int, ctx: MixContext) -> MixBatch:
         return self.mix_with(inputs, labels, num_classes, **self.sample(inputs, labels, ctx))
+
+
+class HostChoice:
+    """Host-side draws for choices that must be known before the forward (which hook to install, which
+    sub-policy to run). They come from a CPU generator seeded from ``ctx.generator``'s seed and ``ctx.iter``
+    (reseeded when either, or the generator object, changes), so they need no device synchronisation, are
+    reproducible for a given seed and iteration, and still differ between calls within one iteration."""
+
+    def __init__(self) -> None:
+        self._key: tuple | None = None
+        self._gen = torch.Generator()
+
+    def generator(self, ctx: MixContext) -> torch.Generator:
+        key = (id(ctx.generator), ctx.generator.initial_seed(), ctx.iter)
+        if key != self._key:
+            self._key = key
+            self._gen.manual_seed((ctx.generator.initial_seed() * 1_000_003 + ctx.iter * 7919 + 17) % (2 ** 63))
+        return self._gen
+
+    def choice(self, probs: Tensor, ctx: MixContext) -> int:
+        """Index drawn with the given (CPU, float64) probabilities."""
+        return int(torch.multinomial(probs, 1, generator=self.generator(ctx)))
