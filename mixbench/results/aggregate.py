@@ -190,7 +190,7 @@ def aggregate(
     runs = store.runs
     by = resolve_by(by, runs)
     col = f"{metric}.{definition}"
-    if not runs.empty and metric not in store.metric_names():
+    if not runs.empty and metric not in store.metric_names() and (runs["status"] == "finished").any():
         raise ConfigError(f"--metric: no run has metric '{metric}'; found: {', '.join(store.metric_names())}")
 
     reasons = _exclusion_reasons(runs, col) if not runs.empty else pd.Series(dtype=object)
@@ -239,6 +239,9 @@ def _k_text(good: pd.DataFrame, metric: str) -> str | None:
 
 
 def _merge_reference(table: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
+    # A bare method-param name in the reference means the params.<name> column, as in ``by``.
+    reference = reference.rename(columns={c: f"params.{c}" for c in reference.columns
+                                          if c not in table.columns and f"params.{c}" in table.columns})
     on = [c for c in reference.columns if c in table.columns and c != "reference"]
     if not on:
         raise ConfigError("reference: shares no column with the board's grouping keys")

@@ -40,8 +40,11 @@ def fmt(x, digits: int = 2, signed: bool = False) -> str:
 
 
 def key_cell(x) -> str:
+    """A grouping-key cell: integers without decimals, params as written (0.2, not 0.20)."""
     if isinstance(x, float) and x.is_integer():
         return str(int(x))
+    if isinstance(x, float) and math.isfinite(x):
+        return f"{x:g}"
     return fmt(x)
 
 

@@ -1,0 +1,128 @@
+"""Every board renderer, and the HTML page sorted by a click in headless Chromium."""
+
+import csv
+import io
+import math
+import re
+import shutil
+import subprocess
+
+import pytest
+from _results_fixtures import make_record, write_run
+
+from mixbench.cli.leaderboard import main as leaderboard_main
+from mixbench.errors import ConfigError
+from mixbench.results.aggregate import aggregate, curves, reference_table
+from mixbench.results.render import (FORMATS, latex_escape, parse_formats, to_csv, to_html, to_latex, to_markdown,
+                                     write_board)
+from mixbench.results.store import scan
+
+HEADER = "top-1, median of the last 10 epochs, mean ± std over n seeds"
+# method -> per-seed values; means 73 (mixup), 61 (none), 66 (cut_mix&co, n=1); "cut_mix&co" tests escaping
+VALUES = {"mixup": [70.0, 72.0, 77.0], "none": [60.0, 62.0], "cut_mix&co": [66.0]}
+
+
+@pytest.fixture
+def work(tmp_path):
+    root = tmp_path / "work"
+    for method, vals in VALUES.items():
+        for seed, v in enumerate(vals):
+            write_run(root, make_record(method, seed, v), curve=[v - 10, v - 4, v])
+    write_run(root, make_record("fmix", 0, status="failed", error="ValueError: bad <mask>"))
+    write_run(root, make_record("fmix", 1, value=float("nan")))
+    (root / "broken").mkdir()
+    (root / "broken" / "record.json").write_text("{")
+    return root
+
+
+@pytest.fixture
+def board(work):
+    return aggregate(scan(work), reference=reference_table([{"method": "mixup", "reference": 74.0}]),
+                     title="Fixture board", reference_source="made-up fixture numbers")
+
+
+def test_markdown(board):
+    md = to_markdown(board)
+    lines = md.splitlines()
+    head = next(line for line in lines if line.startswith("| Dataset"))
+    assert HEADER in head and "Reference" in head and "Δ" in head
+    rows = [line for line in md.split("### Excluded")[0].splitlines() if line.startswith("| digits")]
+    assert [r.split(" | ")[3] for r in rows] == ["mixup", "cut_mix&co", "none"]
+    assert "**73.00 ± 3.61** | 3 | [64.04, 81.96] | 1 | 74.00 | -1.00" in rows[0]
+    assert "| 66.00 | 1 | – | 2 | – | – |" in rows[1]
+    failed = md.split("### Excluded runs")[1]
+    assert "failed: ValueError: bad <mask>" in failed and "top1.median_last_k is NaN" in failed
+    assert "broken/record.json" in md.split("### Skipped records")[1]
+    assert "digits_lenet_fmix" not in md.split("### Excluded runs")[0]  # never on the board
+
+
+def test_csv(board):
+    rows = list(csv.DictReader(io.StringIO(to_csv(board))))
+    assert [r["method"] for r in rows] == ["mixup", "cut_mix&co", "none"]
+    assert rows[0]["metric"] == HEADER and float(rows[0]["mean"]) == 73.0
+    assert float(rows[0]["std"]) == pytest.approx(math.sqrt(13)) and rows[0]["seeds"] == "0 1 2"
+    assert float(rows[0]["diff"]) == -1.0 and rows[1]["std"] == "" and rows[2]["reference"] == ""
+
+
+def test_latex(board):
+    tex = to_latex(board)
+    assert tex.startswith("\\begin{table}") and "\\toprule" in tex and "\\bottomrule" in tex
+    assert "median of the last 10 epochs; mean $\\pm$ std over $n$ seeds" in tex
+    assert "\\textbf{73.00 $\\pm$ 3.61}" in tex and "cut\\_mix\\&co" in tex
+    body = tex.split("\\midrule")[1].split("\\bottomrule")[0].strip().splitlines()
+    assert len(body) == 3 and all(len(re.findall(r"(?<!\\)&", line)) == 9 for line in body)
+    assert latex_escape("50% of $x_1$ {a}") == "50\\% of \\$x\\_1\\$ \\{a\\}"
+
+
+def test_html_is_self_contained(board):
+    page = to_html(board, curves(board))
+    assert page.startswith("<!DOCTYPE html>") and HEADER in page
+    assert not re.search(r"(src|href)\s*=\s*[\"']?(https?:)?//", page)  # nothing fetched from a network
+    assert page.count("<svg") == 2  # one bar chart panel, one curve panel
+    assert "ValueError: bad &lt;mask&gt;" in page and "cut_mix&amp;co" in page
+    assert page.count("<polyline") == 3  # one curve per method on the board
+
+
+def test_write_board_all_formats_and_png(board, tmp_path):
+    paths = write_board(board, tmp_path / "out", FORMATS)
+    assert [p.name for p in paths] == ["leaderboard.md", "leaderboard.csv", "leaderboard.tex", "leaderboard.html",
+                                       "leaderboard.png"]
+    assert paths[-1].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and paths[-1].stat().st_size > 10_000
+    with pytest.raises(ConfigError, match="--format: unknown 'pdf'"):
+        parse_formats("md,pdf")
+    assert parse_formats("all") == list(FORMATS)
+
+
+def test_leaderboard_cli(work, tmp_path, capsys, caplog):
+    out = tmp_path / "board"
+    assert leaderboard_main([str(work), "--format", "md,csv", "--out", str(out), "--metric", "top1"]) == 0
+    printed = capsys.readouterr()
+    assert HEADER in printed.out and "wrote" in printed.err
+    assert any(r.getMessage().startswith("skipping ") and "broken/record.json" in r.getMessage() for r in caplog.records)
+    assert sorted(p.name for p in out.iterdir()) == ["leaderboard.csv", "leaderboard.md"]
+    assert leaderboard_main([str(work), "--metric", "top9"]) == 2
+    assert "no run has metric 'top9'" in capsys.readouterr().err
+
+
+def _chromium():
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(_chromium() is None, reason="chromium is not installed (apt-get install chromium)")
+@pytest.mark.parametrize("clicks, expected", [(1, ["none", "cut_mix&co", "mixup"]),
+                                              (2, ["mixup", "cut_mix&co", "none"])])
+def test_html_sort_by_click_in_chromium(board, tmp_path, clicks, expected):
+    # Click the metric header in a real browser (once: ascending, twice: descending) and read the DOM back.
+    click = "var th=document.querySelector('th[data-key=mean]');" + "th.click();" * clicks
+    page = to_html(board).replace("</body>", f"<script>{click}</script></body>")
+    html_path = tmp_path / "board.html"
+    html_path.write_text(page, encoding="utf-8")
+    cmd = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", html_path.as_uri()]
+    dom = subprocess.run(cmd, capture_output=True, text=True, timeout=90).stdout
+    body = dom.split('id="board"')[1].split("</tbody>")[0]
+    rows = re.findall(r"<tr[^>]*>(.*?)</tr>", body.split("<tbody>")[1])
+    methods = [re.findall(r'data-sort="([^"]*)"', row)[3] for row in rows]  # 4th column: method
+    assert [m.replace("&amp;", "&") for m in methods] == expected
+    assert ('aria-sort="ascending"' if clicks == 1 else 'aria-sort="descending"') in dom
