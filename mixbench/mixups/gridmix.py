@@ -1,0 +1,102 @@
+"""GridMix as OpenMixup ships it: IlyaDobrynin's "GridMixup" (a grid of partner holes inside a crop).
+
+Reference code: IlyaDobrynin/GridMixup ``gridmix/gridmix_pytorch.py`` and OpenMixup
+``openmixup/models/augments/gridmix.py``. OpenMixup cites Baek et al., "GridMix: Strong regularization
+through local context mapping" (Pattern Recognition 2021), but implements GridMixup: the paper's method
+mixes grid cells of two images and adds a local-context loss (a second head predicting a label per cell);
+GridMixup has no extra head, it pastes a regular grid of rectangular holes from the partner inside a random
+crop. mixbench registers the GridMixup algorithm under ``gridmix`` (OpenMixup's key) and documents this.
+
+Deviations from OpenMixup: the mask is built on the device by modular arithmetic (no Python loop over holes);
+the crop is clipped to the image (OpenMixup's negative offsets wrap around through Python slicing when the
+crop is wider than the image) and ``n_holes`` is clamped to ``[1, crop_width // 2]`` instead of asserting;
+H and W are not swapped for non-square images.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import Tensor
+
+from mixbench.mixups._ops import SampledPolicy, blend, per_sample
+from mixbench.mixups.base import MixBatch, MixContext, sample_beta, soft_targets
+from mixbench.registry import MIXUPS
+
+
+def _pair(v: float | Sequence[float]) -> tuple[float, float]:
+    return (float(v), float(v)) if isinstance(v, (int, float)) else (float(v[0]), float(v[1]))
+
+
+def grid_holes(shape: dict[str, Tensor], lam: Tensor, height: int, width: int) -> Tensor:
+    """(k, 1, H, W) bool, True on the partner holes. ``shape`` holds (k,) float64 draws ``n_holes``,
+    ``hole_aspect``, ``cut_area``, ``cut_aspect``, ``ux``, ``uy`` (crop position in [0, 1))."""
+    area = torch.floor(height * width * shape["cut_area"])
+    cut_w = torch.floor(torch.sqrt(area / shape["cut_aspect"])).clamp(1, width)
+    cut_h = torch.floor(cut_w * shape["cut_aspect"]).clamp(1, height)
+    x0 = torch.floor((width - cut_w) * shape["ux"])
+    y0 = torch.floor((height - cut_h) * shape["uy"])
+    n_holes = torch.minimum(shape["n_holes"], torch.floor(cut_w / 2).clamp_min(1))
+    patch_w = torch.ceil(cut_w / n_holes)
+    patch_h = torch.floor(patch_w * shape["hole_aspect"]).clamp_min(1)
+    ratio = torch.sqrt(1.0 - lam.double())
+    hole_w = torch.minimum(torch.floor(patch_w * ratio).clamp_min(1), patch_w - 1)
+    hole_h = torch.minimum(torch.floor(patch_h * ratio).clamp_min(1), patch_h - 1)
+    v = lambda t: t.view(-1, 1)  # noqa: E731
+    ys = torch.arange(height, device=lam.device, dtype=torch.float64) - v(y0)  # (k, H) crop-local rows
+    xs = torch.arange(width, device=lam.device, dtype=torch.float64) - v(x0)
+    in_y = (ys >= 0) & (ys < v(cut_h)) & (torch.remainder(ys, v(patch_h)) < v(hole_h))
+    in_x = (xs >= 0) & (xs < v(cut_w)) & (torch.remainder(xs, v(patch_w)) < v(hole_w))
+    return (in_y.unsqueeze(2) & in_x.unsqueeze(1)).unsqueeze(1)
+
+
+@MIXUPS.register_module("gridmix")
+class GridMix(SampledPolicy):
+    """GridMixup (the GridMix of OpenMixup): partner holes on a grid inside a random crop; λ = anchor area.
+
+    Args:
+        alpha: Beta(α, α) for the hole ratio (OpenMixup CIFAR-100 and ImageNet 0.2).
+        prob: probability of mixing a batch.
+        partner: ``perm`` (OpenMixup), ``flip`` or ``roll``.
+        n_holes: holes along x, an int or an inclusive ``[min, max]`` range (OpenMixup: [2, 6]).
+        hole_aspect_ratio: hole height / width, a value or a ``[min, max]`` uniform range (1).
+        cut_area_ratio: crop area / image area, value or range (OpenMixup: [0.5, 1]).
+        cut_aspect_ratio: crop height / width, value or range (OpenMixup: [0.5, 2]).
+    """
+
+    def __init__(self, alpha: float = 0.2, prob: float = 1.0, partner: str = "perm",
+                 n_holes: int | Sequence[int] = (2, 6), hole_aspect_ratio: float | Sequence[float] = 1.0,
+                 cut_area_ratio: float | Sequence[float] = (0.5, 1.0),
+                 cut_aspect_ratio: float | Sequence[float] = (0.5, 2.0)):
+        super().__init__(alpha=alpha, prob=prob, partner=partner)
+        lo, hi = _pair(n_holes)
+        if lo < 1 or hi < lo:
+            raise ValueError(f"n_holes: expected an int >= 1 or [min, max], got {n_holes}")
+        self.n_holes = (int(lo), int(hi))
+        self.hole_aspect_ratio = _pair(hole_aspect_ratio)
+        self.cut_area_ratio = _pair(cut_area_ratio)
+        self.cut_aspect_ratio = _pair(cut_aspect_ratio)
+        if not 0 < self.cut_area_ratio[0] <= self.cut_area_ratio[1] <= 1:
+            raise ValueError(f"cut_area_ratio: expected values in (0, 1], got {cut_area_ratio}")
+
+    def sample(self, inputs: Tensor, labels: Tensor, ctx: MixContext) -> dict:
+        n, dev, g = labels.shape[0], inputs.device, ctx.generator
+        lam = sample_beta(self.alpha, 1, g, dev)
+        u = torch.rand((6, 1), generator=g, device=dev, dtype=torch.float64)
+        lerp = lambda r, t: r[0] + (r[1] - r[0]) * t  # noqa: E731
+        shape = {"n_holes": torch.floor(lerp((self.n_holes[0], self.n_holes[1] + 1), u[0])).clamp_max(self.n_holes[1]),
+                 "hole_aspect": lerp(self.hole_aspect_ratio, u[1]), "cut_area": lerp(self.cut_area_ratio, u[2]),
+                 "cut_aspect": lerp(self.cut_aspect_ratio, u[3]), "ux": u[4], "uy": u[5]}
+        return {"lam": lam, "shape": shape, "index": self.partner_index(n, ctx, dev)}
+
+    def mix_with(self, inputs: Tensor, labels: Tensor, num_classes: int, lam: Tensor, shape: dict,
+                 index: Tensor) -> MixBatch:
+        n, h, w = labels.shape[0], inputs.shape[-2], inputs.shape[-1]
+        anchor_map = (~grid_holes(shape, lam, h, w)).float()
+        x = blend(inputs, index, anchor_map)
+        weight = per_sample(anchor_map.mean(dim=(1, 2, 3)), n)
+        anchor = torch.arange(n, device=labels.device)
+        weights = [weight, 1.0 - weight]
+        return MixBatch(inputs=x, targets=soft_targets(labels, [anchor, index], weights, num_classes),
+                        labels=labels, indices=[anchor, index], weights=weights, mask=anchor_map.expand(n, 1, h, w))

@@ -1,0 +1,72 @@
+"""MaskMix, the mixing half of MixPro: a random patch-grid mask per sample.
+
+Zhao et al., "MixPro: Data Augmentation with MaskMix and Progressive Attention Labeling for Vision
+Transformer", ICLR 2023 (arXiv:2304.12043). Reference code: fistyee/MixPro ``utils.py`` (``MaskMix``);
+OpenMixup ``openmixup/models/augments/mixpro.py``. The attention-based relabelling (PAL) reads the model and
+is not part of this static policy; MixPro's released configs run MaskMix without it (``PAL_ATTN: False``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from mixbench.mixups._ops import SampledPolicy, blend
+from mixbench.mixups.base import MixBatch, MixContext, sample_beta, soft_targets
+from mixbench.registry import MIXUPS
+
+
+def grid_cells(height: int, width: int, patch: int) -> tuple[int, int]:
+    return math.ceil(height / patch), math.ceil(width / patch)
+
+
+def cell_mask(lam: Tensor, scores: Tensor, height: int, width: int, patch: int) -> Tensor:
+    """(N, 1, H, W) float anchor mask: each sample keeps its ``ceil(G·λ)`` lowest-score cells of the grid."""
+    gh, gw = grid_cells(height, width, patch)
+    cells = gh * gw
+    count = torch.ceil(lam.double().reshape(-1, 1) * cells)
+    rank = scores.argsort(dim=1).argsort(dim=1)
+    keep = (rank < count).view(-1, 1, gh, gw).float()
+    keep = keep.repeat_interleave(patch, dim=2).repeat_interleave(patch, dim=3)
+    return keep[:, :, :height, :width]
+
+
+@MIXUPS.register_module("maskmix")
+class MaskMix(SampledPolicy):
+    """MaskMix (MixPro, ICLR 2023): ⌈G·r⌉ random grid cells of each sample stay the anchor, r ~ Beta(α, α).
+
+    The label weight is the realised anchor area (``count / G`` when the patch size divides the image).
+
+    Args:
+        alpha: Beta(α, α) (official 1.0).
+        prob: probability of mixing a batch (MixPro switches MaskMix 0.5 / timm mixup-cutmix 0.5; use
+            ``switch`` for that recipe).
+        partner: ``perm`` (references), ``flip`` or ``roll``.
+        mask_patch_size: grid cell side in pixels (official DeiT 56 on 224 px = 4×4 cells; OpenMixup 64).
+    """
+
+    def __init__(self, alpha: float = 1.0, prob: float = 1.0, partner: str = "perm", mask_patch_size: int = 56):
+        super().__init__(alpha=alpha, prob=prob, partner=partner)
+        if mask_patch_size < 1:
+            raise ValueError(f"mask_patch_size: expected a positive int, got {mask_patch_size}")
+        self.mask_patch_size = int(mask_patch_size)
+
+    def sample(self, inputs: Tensor, labels: Tensor, ctx: MixContext) -> dict:
+        n, (h, w), dev = labels.shape[0], inputs.shape[-2:], inputs.device
+        gh, gw = grid_cells(h, w, self.mask_patch_size)
+        lam = sample_beta(self.alpha, 1, ctx.generator, dev)
+        scores = torch.rand((n, gh * gw), generator=ctx.generator, device=dev)
+        return {"lam": lam, "scores": scores, "index": self.partner_index(n, ctx, dev)}
+
+    def mix_with(self, inputs: Tensor, labels: Tensor, num_classes: int, lam: Tensor, scores: Tensor,
+                 index: Tensor) -> MixBatch:
+        n, h, w = labels.shape[0], inputs.shape[-2], inputs.shape[-1]
+        anchor_map = cell_mask(lam, scores, h, w, self.mask_patch_size)
+        x = blend(inputs, index, anchor_map)
+        weight = anchor_map.mean(dim=(1, 2, 3))
+        anchor = torch.arange(n, device=labels.device)
+        weights = [weight, 1.0 - weight]
+        return MixBatch(inputs=x, targets=soft_targets(labels, [anchor, index], weights, num_classes),
+                        labels=labels, indices=[anchor, index], weights=weights, mask=anchor_map)
