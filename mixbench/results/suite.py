@@ -278,14 +278,15 @@ def run_suite(suite: Suite, *, launcher: str = "local", train_cmd: Sequence[str]
             config changed, e.g. after editing a group file the suite digest does not cover).
         only: restrict to these entry labels.
     """
-    todo = [(r, s) for r in suite.runs for s in r.seeds] if recheck else pending(suite)
+    missing = pending(suite)
+    todo = [(r, s) for r in suite.runs for s in r.seeds] if recheck else missing
     if only:
         unknown = sorted(set(only) - {r.label for r in suite.runs})
         if unknown:
             raise ConfigError(f"--only: no run labelled '{unknown[0]}' in {suite.path}")
         todo = [(r, s) for r, s in todo if r.label in only]
     total = sum(len(r.seeds) for r in suite.runs)
-    echo(f"suite {suite.name}: {total - len(todo)}/{total} runs finished, {len(todo)} to run ({launcher})")
+    echo(f"suite {suite.name}: {total - len(missing)}/{total} runs finished, {len(todo)} to run ({launcher})")
     if not todo:
         return 0
     check_configs(suite, todo)
