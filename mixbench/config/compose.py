@@ -123,6 +123,8 @@ def translate_error(exc: Exception, source: ConfigSource) -> ConfigError:
     if m:
         return ConfigError(f"{m.group(1)}: unknown key ({source.experiment_file})")
     first = next((line for line in msg.splitlines() if line.strip()), msg)
+    if "Ambiguous value" in first:
+        return ConfigError(f"{first.rstrip('.')}: comma lists are sweeps; add -m to run every value")
     return ConfigError(f"{first} (while composing {source.experiment_file})")
 
 
@@ -162,21 +164,50 @@ def compose(config: str | Path | None, overrides: Sequence[str] = ()) -> tuple[d
     except ValueError:
         raise ConfigError(f"config: '{path}' is not inside a configs directory with groups {', '.join(GROUPS)}")
     source = ConfigSource(experiment_file=path, configs_root=root, config_name=name, overrides=list(overrides))
+    overrides = list(overrides)
+    for _ in range(len(overrides) + 1):
+        try:
+            return _compose_once(root, name, overrides, source), source
+        except _RetryAppend as retry:
+            # Hydra refuses to set a key the composed config lacks; retry it as an addition so that the
+            # schema and the registry checks report it with the closest valid names.
+            overrides = [("+" + o) if o.split("=", 1)[0] == retry.key else o for o in overrides]
+    raise ConfigError(f"overrides: could not compose {path}")
+
+
+class _RetryAppend(Exception):
+    def __init__(self, key: str):
+        super().__init__(key)
+        self.key = key
+
+
+def _compose_once(root: Path, name: str, overrides: list[str], source: ConfigSource) -> dict:
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import OmegaConf
+
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(root), version_base="1.3", job_name="mixbench"):
-            cfg = hydra_compose(config_name=name, overrides=list(overrides), return_hydra_config=True)
+            cfg = hydra_compose(config_name=name, overrides=overrides, return_hydra_config=True)
             source.choices = {k: v for k, v in OmegaConf.to_container(cfg.hydra.runtime.choices).items()
                               if v is not None and not k.startswith("hydra")}
             OmegaConf.set_struct(cfg, False)
             cfg.pop("hydra")
-            data = OmegaConf.to_container(cfg, resolve=True)
+            return OmegaConf.to_container(cfg, resolve=True)
     except ConfigError:
         raise
     except Exception as exc:  # Hydra and OmegaConf raise many types; all are user input errors here
         if type(exc).__module__.split(".")[0] not in ("hydra", "omegaconf"):
             raise
+        m = re.search(r"Could not override '([^']+)'", str(exc))
+        if m and m.group(1) in overrides_keys(overrides) and m.group(1) not in GROUPS:
+            raise _RetryAppend(m.group(1)) from None
         raise translate_error(exc, source) from None
     finally:
         GlobalHydra.instance().clear()
-    return data, source
+
+
+def overrides_keys(overrides: Sequence[str]) -> set[str]:
+    return {o.split("=", 1)[0] for o in overrides if not o.startswith(("+", "~"))}

@@ -11,6 +11,7 @@ import difflib
 import hashlib
 import json
 import os
+import re
 from typing import Any, Mapping
 
 from omegaconf import OmegaConf
@@ -60,10 +61,13 @@ def apply_schema(raw: Mapping[str, Any], source: ConfigSource) -> dict:
             sub = OmegaConf.select(node, parent) if parent else node
             names = list(sub.keys()) if hasattr(sub, "keys") else []
             raise ConfigError(f"{key}: unknown key (in {where}); {closest(leaf, names)}") from None
-        value = _get(raw, key) if key else None
-        expected = getattr(exc, "ref_type", None) or ""
-        detail = str(exc).splitlines()[0]
-        raise ConfigError(f"{key}={value!r}: wrong type (in {where}); {detail} {expected}".strip()) from None
+        try:
+            value = _get(raw, key)
+        except (KeyError, TypeError):
+            value = None
+        m = re.search(r"converted to (\w+)", str(exc))
+        expected = f"expected {m.group(1).lower()}" if m else str(exc).splitlines()[0]
+        raise ConfigError(f"{key}={value!r}: wrong type (in {where}); {expected}") from None
 
 
 def check_choices(cfg: Mapping[str, Any], source: ConfigSource) -> None:
@@ -89,8 +93,9 @@ def check_components(cfg: Mapping[str, Any], source: ConfigSource) -> None:
                               f"{closest('', registry.module_dict)}")
         file = source.file_for(f"{where}.type")
         obj = lookup(registry, node["type"], f"{where}.type (in {file})")
-        opts = {k: v for k, v in node.items() if k != "type"}
-        check_options(obj, opts, where, source.file_for(where))
+        for key, value in node.items():
+            if key != "type":
+                check_options(obj, {key: value}, where, source.file_for(f"{where}.{key}"))
     lookup(MODELS, cfg["model"]["type"], f"model.type (in {source.file_for('model.type')})")
     data = cfg["data"]
     ds = lookup(DATASETS, data["type"], f"data.type (in {source.file_for('data.type')})")
@@ -99,7 +104,8 @@ def check_components(cfg: Mapping[str, Any], source: ConfigSource) -> None:
     if reserved:
         raise ConfigError(f"data.params.{reserved.pop()}: set by mixbench, not a parameter "
                           f"(in {source.file_for('data.params')})")
-    check_options(ds, params, "data.params", source.file_for("data.params"))
+    for key, value in params.items():
+        check_options(ds, {key: value}, "data.params", source.file_for(f"data.params.{key}"))
     root = data["root"]
     if root is not None and not os.path.exists(os.path.expanduser(str(root))):
         raise ConfigError(f"data.root={root!r}: path does not exist (in {source.file_for('data.root')})")

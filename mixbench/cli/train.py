@@ -1,0 +1,92 @@
+"""``mixbench train [CONFIG] [key=value ...] [-m] [--force] [--cfg]`` — train one run or a Hydra sweep.
+
+* ``CONFIG``: an experiment file (default ``configs/digits/mixup.yaml``).
+* ``key=value``: Hydra overrides (``mixup=cutmix``, ``schedule.epochs=5``, ``+model.head.dropout=0.1``).
+* ``-m``/``--multirun``: expand comma lists (``mixup=none,cutmix seed=0,1``) with Hydra's sweeper and launch
+  every combination with Hydra's launcher (``hydra/launcher=joblib``, ``submitit_slurm``... work as usual).
+* ``--force``: retrain a run that already finished (otherwise rerunning is a no-op; an unfinished run resumes).
+* ``--cfg``: print the resolved config and its run dir, then exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import sys
+from typing import Any, Sequence
+
+import yaml
+
+from mixbench.config import load_config, run_dir_of
+from mixbench.errors import ConfigError
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="mixbench train", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("config", nargs="?", default=None, help="experiment file (default: configs/digits/mixup.yaml)")
+    p.add_argument("overrides", nargs="*", help="Hydra overrides key=value")
+    p.add_argument("-m", "--multirun", action="store_true", help="sweep over comma-separated values")
+    p.add_argument("--force", action="store_true", help="retrain even if the run already finished")
+    p.add_argument("--cfg", action="store_true", help="print the resolved config and exit")
+    args = p.parse_args(list(argv))
+    if args.config is not None and "=" in args.config:  # no config file given, only overrides
+        args.overrides.insert(0, args.config)
+        args.config = None
+    return args
+
+
+def format_summary(result: Any) -> str:
+    """The one-screen summary printed at the end of a run."""
+    rec = result.record
+    head = {"finished": "finished", "skipped": "already finished (nothing to do; --force retrains)",
+            "failed": "FAILED"}[result.status]
+    lines = [f"mixbench: {rec.get('run_id', '?')} {head}",
+             f"  method {rec.get('method')} {rec.get('method_params')}  backbone {rec.get('backbone')}  "
+             f"dataset {rec.get('dataset')}  epochs {rec.get('epochs')}  seed {rec.get('seed')}"]
+    for name, m in sorted(rec.get("metrics", {}).items()):
+        lines.append(f"  {name:<5}  final {m['final']:.4f}  best {m['best']:.4f}  "
+                     f"median(last {m.get('k', '?')}) {m['median_last_k']:.4f}")
+    t = rec.get("time") or {}
+    if t:
+        lines.append(f"  time   {t.get('wall_s', 0):.1f} s train+val  ({t.get('train_images_per_s', 0):.0f} "
+                     f"train images/s)  peak memory {(rec.get('memory') or {}).get('peak_bytes', 0) / 2**20:.0f} MiB")
+    if rec.get("error"):
+        lines.append(f"  error  {rec['error']}")
+    lines.append(f"  run dir {result.run_dir}")
+    return "\n".join(lines)
+
+
+def run_one(config: str | None, overrides: Sequence[str], force: bool) -> int:
+    from mixbench.engine.run import train
+
+    cfg, source = load_config(config, overrides)
+    result = train(cfg, str(source.experiment_file), force=force)
+    from mixbench.engine.dist import detect
+
+    if detect(cfg["runtime"]["launcher"]).is_main:
+        print(format_summary(result), flush=True)
+    return 0 if result.status in ("finished", "skipped") else 1
+
+
+def main(argv: Sequence[str]) -> int:
+    args = parse_args(argv)
+    if args.cfg:
+        cfg, _ = load_config(args.config, args.overrides)
+        print(yaml.safe_dump(cfg, sort_keys=False), end="")
+        print(f"# run dir: {run_dir_of(cfg)}")
+        return 0
+    if args.multirun:
+        from mixbench.cli.sweep import multirun
+
+        return multirun(args.config, args.overrides, force=args.force)
+    from mixbench.config.compose import split_overrides
+
+    run_overrides, hydra_overrides = split_overrides(args.overrides)
+    if hydra_overrides:
+        raise ConfigError(f"{hydra_overrides[0]}: Hydra settings only apply to sweeps; add -m")
+    return run_one(args.config, run_overrides, args.force)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,209 @@
+"""The four known breakages of mmengine 0.10.7 on current torch/setuptools, and their workarounds (DESIGN §8).
+
+1. **Checkpoint loading.** torch ≥ 2.6 defaults ``torch.load(weights_only=True)``; mmengine's local loader
+   does not pass ``weights_only`` and its checkpoints pickle a ``HistoryBuffer`` and numpy objects, so
+   resume and ``load_from`` fail. :func:`patch_checkpoint_loader` re-registers the local-file scheme with
+   ``weights_only=False``. Only checkpoints mixbench wrote itself in its run dirs are resumed this way;
+   third-party weights must be loaded with ``torch.load(path, weights_only=True)``.
+2. **CPU DDP.** ``launcher='pytorch'`` calls ``torch.cuda.set_device`` unconditionally and the default model
+   wrapper passes ``device_ids=[LOCAL_RANK]``. mixbench initialises the process group itself before the
+   Runner (:mod:`mixbench.engine.dist`), :func:`patch_dist_init` makes mmengine's own init skip the CUDA
+   call on machines without CUDA, and :func:`ddp_wrapper_cfg` gives ``device_ids=None`` on CPU.
+3. **AMP.** ``AmpOptimWrapper`` asserts a GPU and always uses a GradScaler, also for bf16 where it is not
+   needed. :class:`MixAmpOptimWrapper` autocasts on any device and uses a GradScaler only for fp16 on CUDA.
+4. **pkg_resources.** setuptools ≥ 82 removed it; ``mmengine.utils.is_installed``/``get_installed_path``
+   (used for ``pkg::`` config bases and the hub) import it. :func:`patch_package_utils` swaps in
+   ``importlib.metadata`` versions when ``pkg_resources`` cannot be imported.
+
+:func:`apply` installs all of them once; it is idempotent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import importlib.util
+import logging
+import os
+from typing import Any, Iterator
+
+import torch
+from mmengine.optim import OptimWrapper
+from mmengine.registry import OPTIM_WRAPPERS
+from torch import nn
+
+_APPLIED = False
+
+
+# -- 1. checkpoints --------------------------------------------------------------------------------------------
+def load_trusted_checkpoint(filename: str, map_location: Any = None) -> Any:
+    """Load a checkpoint mixbench wrote itself (full unpickling: it contains mmengine's HistoryBuffer)."""
+    filename = os.path.expanduser(filename)
+    if not os.path.isfile(filename):
+        raise FileNotFoundError(f"{filename} can not be found.")
+    return torch.load(filename, map_location=map_location, weights_only=False)
+
+
+def patch_checkpoint_loader() -> None:
+    from mmengine.runner.checkpoint import CheckpointLoader
+
+    CheckpointLoader.register_scheme(prefixes="", loader=load_trusted_checkpoint, force=True)
+
+
+# -- 2. distributed on CPU ---------------------------------------------------------------------------------------
+def patch_dist_init() -> None:
+    """Make mmengine's ``_init_dist_pytorch`` skip ``torch.cuda.set_device`` when CUDA is not available."""
+    import mmengine.dist.utils as dist_utils
+
+    original = dist_utils._init_dist_pytorch
+    if getattr(original, "_mixbench", False):
+        return
+
+    def init_dist_pytorch(backend: str, init_backend: str = "torch", **kwargs: Any) -> None:
+        if torch.cuda.is_available():
+            return original(backend, init_backend=init_backend, **kwargs)
+        if backend == "nccl":
+            backend = "gloo"  # nccl needs GPUs; gloo is the CPU backend
+        torch.distributed.init_process_group(backend=backend, **kwargs)
+
+    init_dist_pytorch._mixbench = True  # type: ignore[attr-defined]
+    dist_utils._init_dist_pytorch = init_dist_pytorch
+
+
+def ddp_wrapper_cfg(device: torch.device) -> dict:
+    """mmengine ``model_wrapper_cfg`` for DDP: CPU modules must not get ``device_ids``."""
+    cfg: dict[str, Any] = {"type": "MMDistributedDataParallel", "broadcast_buffers": False,
+                           "find_unused_parameters": False}
+    cfg["device_ids"] = [device.index if device.index is not None else torch.cuda.current_device()] \
+        if device.type == "cuda" else None
+    return cfg
+
+
+# -- 3. AMP ----------------------------------------------------------------------------------------------------
+_DTYPES = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}
+
+
+@OPTIM_WRAPPERS.register_module("MixAmpOptimWrapper", force=True)
+class MixAmpOptimWrapper(OptimWrapper):
+    """Optimiser wrapper with autocast on CUDA or CPU; a GradScaler only for fp16 on CUDA (bf16 needs none).
+
+    Args:
+        dtype: ``"bf16"`` or ``"fp16"``.
+        **kwargs: passed to :class:`mmengine.optim.OptimWrapper` (``optimizer``, ``clip_grad``...).
+    """
+
+    def __init__(self, dtype: str = "bf16", **kwargs: Any):
+        super().__init__(**kwargs)
+        if dtype not in _DTYPES:
+            raise ValueError(f"runtime.amp: expected bf16 or fp16, got {dtype!r}")
+        self.cast_dtype = _DTYPES[dtype]
+        self.device_type = "cuda" if torch.cuda.is_available() else "cpu"
+        use_scaler = self.cast_dtype == torch.float16 and self.device_type == "cuda"
+        self.loss_scaler = torch.amp.GradScaler("cuda") if use_scaler else None
+
+    def backward(self, loss: torch.Tensor, **kwargs: Any) -> None:
+        if self.loss_scaler is not None:
+            loss = self.loss_scaler.scale(loss)
+        loss.backward(**kwargs)
+        self._inner_count += 1
+
+    def step(self, **kwargs: Any) -> None:
+        if self.loss_scaler is None:
+            return super().step(**kwargs)
+        if self.clip_grad_kwargs:
+            self.loss_scaler.unscale_(self.optimizer)
+            self._clip_grad()
+        self.loss_scaler.step(self.optimizer, **kwargs)
+        self.loss_scaler.update()
+
+    def state_dict(self) -> dict:
+        state = self.optimizer.state_dict()
+        if self.loss_scaler is not None:
+            state["loss_scaler"] = self.loss_scaler.state_dict()
+        return state
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        state_dict = dict(state_dict)
+        scaler_state = state_dict.pop("loss_scaler", None)
+        if scaler_state is not None and self.loss_scaler is not None:
+            self.loss_scaler.load_state_dict(scaler_state)
+        self.optimizer.load_state_dict(state_dict)
+
+    @contextlib.contextmanager
+    def optim_context(self, model: nn.Module) -> Iterator[None]:
+        device_type = next((p.device.type for p in model.parameters()), self.device_type)
+        with super().optim_context(model), torch.autocast(device_type=device_type, dtype=self.cast_dtype):
+            yield
+
+
+# -- 4. pkg_resources --------------------------------------------------------------------------------------------
+def is_installed(package: str) -> bool:
+    """``mmengine.utils.is_installed`` without pkg_resources."""
+    try:
+        importlib.metadata.distribution(package)
+        return True
+    except importlib.metadata.PackageNotFoundError:
+        spec = importlib.util.find_spec(package)
+        return spec is not None and spec.origin is not None
+
+
+def get_installed_path(package: str) -> str:
+    """``mmengine.utils.get_installed_path`` without pkg_resources."""
+    try:
+        dist = importlib.metadata.distribution(package)
+        top = (dist.read_text("top_level.txt") or package).split()[0]
+        path = os.path.join(str(dist.locate_file("")), top)
+        if os.path.exists(path):
+            return path
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    spec = importlib.util.find_spec(package)
+    if spec is None or spec.origin is None:
+        raise importlib.metadata.PackageNotFoundError(package)
+    return os.path.dirname(spec.origin)
+
+
+def patch_package_utils(force: bool = False) -> None:
+    """Install the importlib versions where mmengine looks them up (only if pkg_resources is missing)."""
+    if not force and importlib.util.find_spec("pkg_resources") is not None:
+        return
+    import mmengine.config.config as mm_config
+    import mmengine.hub.hub as mm_hub
+    import mmengine.utils as mm_utils
+    import mmengine.utils.package_utils as pu
+
+    for mod in (pu, mm_utils, mm_config, mm_hub):
+        if hasattr(mod, "is_installed"):
+            mod.is_installed = is_installed
+        if hasattr(mod, "get_installed_path"):
+            mod.get_installed_path = get_installed_path
+
+
+# Warnings mmengine logs on every run that say nothing about the user's run.
+_NOISE = ("has no metainfo", '"FileClient" will be deprecated', '"HardDiskBackend" is the alias')
+
+
+class _NoiseFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        return not any(n in msg for n in _NOISE)
+
+
+def quiet_logger() -> None:
+    """Drop mmengine's fixed deprecation/metainfo warnings from its logger (all other messages pass)."""
+    from mmengine.logging import MMLogger
+
+    logger = MMLogger.get_current_instance()
+    if not any(isinstance(f, _NoiseFilter) for f in logger.filters):
+        logger.addFilter(_NoiseFilter())
+
+
+def apply() -> None:
+    """Install every workaround (idempotent)."""
+    global _APPLIED
+    if _APPLIED:
+        return
+    patch_checkpoint_loader()
+    patch_dist_init()
+    patch_package_utils()
+    _APPLIED = True

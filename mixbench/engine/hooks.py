@@ -1,0 +1,182 @@
+"""Runner hooks: per-epoch seeding for exact resume, metrics sinks (metrics.jsonl, TensorBoard, wandb), the
+non-finite-loss guard and the progress bar.
+
+``metrics.jsonl`` is the source of truth of a run (DESIGN §6): one JSON object per line, with ``kind``
+``train`` (every ``log_interval`` iterations), ``epoch`` (training time and images of one epoch) or ``val``
+(metrics after an epoch). TensorBoard and wandb receive the same numbers and are never read back.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from typing import Any
+
+import torch
+from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
+
+from mixbench.registry import HOOKS
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    return model.module if is_model_wrapper(model) else model
+
+
+def epoch_seed(seed: int, epoch: int, rank: int, stream: int) -> int:
+    """A seed per (run seed, epoch, rank, stream) so that any epoch can be replayed exactly after a resume."""
+    return (seed * 1_000_003 + epoch * 7_919 + rank * 104_729 + stream * 15_485_863) % (2**63 - 1)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@HOOKS.register_module("epoch_seed")
+class EpochSeedHook(Hook):
+    """Reseed the global torch RNG and the classifier's mixing generator at the start of every epoch, and tell
+    the classifier the training progress before every iteration (for progressive policies)."""
+
+    priority = "VERY_HIGH"
+
+    def __init__(self, seed: int, rank: int = 0):
+        self.seed = seed
+        self.rank = rank
+
+    def before_train_epoch(self, runner: Any) -> None:
+        loader = runner.train_loop.dataloader
+        if hasattr(loader, "set_epoch"):
+            loader.set_epoch(runner.epoch)
+        torch.manual_seed(epoch_seed(self.seed, runner.epoch, self.rank, 0))
+        model = unwrap(runner.model)
+        device = next(model.parameters()).device
+        model.reseed(epoch_seed(self.seed, runner.epoch, self.rank, 1), device)
+
+    def before_train_iter(self, runner: Any, batch_idx: int, data_batch: Any = None) -> None:
+        model = unwrap(runner.model)
+        model.progress = {"epoch": runner.epoch, "iter": runner.iter,
+                          "progress": runner.iter / max(runner.max_iters, 1)}
+
+
+@HOOKS.register_module("metrics_sink")
+class MetricsHook(Hook):
+    """Write metrics.jsonl (rank 0), mirror to TensorBoard and wandb, and stop on a non-finite loss.
+
+    Args:
+        run_dir: the run directory.
+        log_interval: iterations between ``train`` lines.
+        world_size: processes in the job (images per step = batch × world size).
+        is_main: only the main rank writes files.
+        tensorboard: also write TensorBoard events to ``run_dir/tb``.
+        wandb_run: an initialised wandb run (or ``None``).
+    """
+
+    priority = "LOW"
+
+    def __init__(self, run_dir: str, log_interval: int = 50, world_size: int = 1, is_main: bool = True,
+                 tensorboard: bool = False, wandb_run: Any = None):
+        self.path = os.path.join(run_dir, "metrics.jsonl")
+        self.run_dir = run_dir
+        self.log_interval = max(1, log_interval)
+        self.world_size = world_size
+        self.is_main = is_main
+        self.tensorboard = tensorboard
+        self.wandb_run = wandb_run
+        self._tb = None
+        self._t_epoch = self._t_val = 0.0
+        self._images = 0
+
+    # -- sinks -------------------------------------------------------------------------------------------------
+    def before_run(self, runner: Any) -> None:
+        if self.is_main and self.tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tb = SummaryWriter(os.path.join(self.run_dir, "tb"))
+
+    def _write(self, row: dict, step: int) -> None:
+        if not self.is_main:
+            return
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(row, sort_keys=True) + "\n")
+        scalars = {f"{row['kind']}/{k}": v for k, v in row.items()
+                   if k not in ("kind", "epoch", "iter") and isinstance(v, (int, float))}
+        if self._tb is not None:
+            for k, v in scalars.items():
+                self._tb.add_scalar(k, v, step)
+        if self.wandb_run is not None:
+            self.wandb_run.log({**scalars, "epoch": row["epoch"]}, step=step)
+
+    def after_run(self, runner: Any) -> None:
+        if self._tb is not None:
+            self._tb.close()
+
+    # -- training ----------------------------------------------------------------------------------------------
+    def before_train_epoch(self, runner: Any) -> None:
+        _sync(unwrap(runner.model).data_preprocessor.device)
+        self._t_epoch = time.perf_counter()
+        self._images = 0
+
+    def after_train_iter(self, runner: Any, batch_idx: int, data_batch: Any = None, outputs: Any = None) -> None:
+        labels = data_batch["labels"] if isinstance(data_batch, dict) else None
+        self._images += (int(labels.shape[0]) if labels is not None else 0) * self.world_size
+        loss = float(outputs["loss"].detach()) if outputs and "loss" in outputs else float("nan")
+        if not math.isfinite(loss):
+            raise FloatingPointError(f"loss is {loss} at epoch {runner.epoch + 1}, iteration {runner.iter + 1}")
+        last = batch_idx + 1 == len(runner.train_loop.dataloader)
+        if (runner.iter + 1) % self.log_interval == 0 or last:
+            row = {"kind": "train", "epoch": runner.epoch + 1, "iter": runner.iter + 1,
+                   "lr": float(runner.optim_wrapper.get_lr()["lr"][0])}
+            row.update({k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in outputs.items()})
+            self._write(row, runner.iter + 1)
+
+    def after_train_epoch(self, runner: Any) -> None:
+        _sync(unwrap(runner.model).data_preprocessor.device)
+        seconds = time.perf_counter() - self._t_epoch
+        self._write({"kind": "epoch", "epoch": runner.epoch + 1, "train_s": seconds, "images": self._images,
+                     "images_per_s": self._images / max(seconds, 1e-9)}, runner.iter)
+
+    def before_val_epoch(self, runner: Any) -> None:
+        self._t_val = time.perf_counter()
+
+    def after_val_epoch(self, runner: Any, metrics: dict | None = None) -> None:
+        row = {"kind": "val", "epoch": runner.epoch, "val_s": time.perf_counter() - self._t_val}
+        row.update({k: float(v) for k, v in (metrics or {}).items()})
+        self._write(row, runner.iter)
+
+
+@HOOKS.register_module("progress_bar")
+class ProgressHook(Hook):
+    """A tqdm bar per epoch on the main rank with the running loss."""
+
+    priority = "LOWEST"
+
+    def __init__(self, enabled: bool = True):
+        self.enabled = enabled
+        self._bar = None
+
+    def before_train_epoch(self, runner: Any) -> None:
+        if self.enabled:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=len(runner.train_loop.dataloader), leave=False, file=sys.stderr,
+                             desc=f"epoch {runner.epoch + 1}/{runner.max_epochs}", dynamic_ncols=True)
+
+    def after_train_iter(self, runner: Any, batch_idx: int, data_batch: Any = None, outputs: Any = None) -> None:
+        if self._bar is not None:
+            self._bar.update(1)
+            if outputs and "loss" in outputs and (batch_idx % 10 == 0):
+                self._bar.set_postfix(loss=f"{float(outputs['loss'].detach()):.3f}")
+
+    def after_train_epoch(self, runner: Any) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def after_val_epoch(self, runner: Any, metrics: dict | None = None) -> None:
+        if self.enabled and metrics:
+            shown = "  ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+            print(f"epoch {runner.epoch}/{runner.max_epochs}  {shown}", file=sys.stderr, flush=True)
