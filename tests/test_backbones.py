@@ -74,3 +74,43 @@ def test_linear_head_pooling():
     assert torch.allclose(head(tokens, 0), head.fc(tokens.mean(1)))
     assert torch.allclose(head(tokens[:, 0]), head.fc(tokens[:, 0]))
     assert isinstance(head.fc, nn.Linear)
+
+
+def test_timm_loads_local_checkpoint_only(tmp_path):
+    import timm
+
+    source = timm.create_model("resnet10t", num_classes=5)
+    path = tmp_path / "weights.pth"
+    torch.save(source.state_dict(), path)
+    model = BACKBONES.get("timm")(name="resnet10t", pretrained=True, checkpoint=str(path))
+    assert torch.equal(model.model.layer1[0].conv1.weight, source.layer1[0].conv1.weight)
+    assert model.num_features == 512
+
+
+@pytest.mark.parametrize("name,kwargs,match", [
+    ("timm", dict(name="resnet10tt"), "resnet10t"),
+    ("timm", dict(name="resnet10t", pretrained=True), "checkpoint"),
+    ("timm", dict(name="resnet10t", pretrained=True, checkpoint="/nowhere.pth"), "/nowhere.pth"),
+    ("torchvision", dict(name="resnet19"), "resnet18"),
+    ("torchvision", dict(name="resnet18", weights="DEFAULT"), "never downloaded"),
+    ("wrn28", dict(depth=27), "6n\\+4"),
+])
+def test_backbone_option_errors_are_config_errors(name, kwargs, match):
+    from mixbench.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=match):
+        BACKBONES.get(name)(**kwargs)
+
+
+@pytest.mark.parametrize("name,kwargs,shape,prefix", [
+    ("timm", dict(name="vit_tiny_patch16_224", img_size=32, depth=2), (2, 3, 32, 32), 1),
+    ("torchvision", dict(name="vit_b_16", image_size=32), (2, 3, 32, 32), 1),
+    ("torchvision", dict(name="mobilenet_v3_small"), (2, 3, 32, 32), 0),
+])
+def test_token_and_trunk_families(name, kwargs, shape, prefix):
+    model = BACKBONES.get(name)(**kwargs).eval()
+    with torch.no_grad():
+        feats = model(torch.randn(shape))
+    assert model.num_prefix_tokens == prefix and model.mix_points()
+    assert feats.dim() == (3 if prefix else 4)
+    assert feats.shape[-1 if prefix else 1] == model.num_features
