@@ -41,7 +41,7 @@ def main(argv):
     for epoch in range(done + 1, epochs + 1):
         time.sleep(float(os.environ.get("FAKE_EPOCH_S", "0.05")))
         with open(run_dir / "metrics.jsonl", "a") as f:
-            f.write(json.dumps({"epoch": epoch, "val/top1": base - epochs + epoch}) + "\n")
+            f.write(json.dumps({"epoch": epoch, "kind": "val", "top1": (base - epochs + epoch) / 100}) + "\n")
     rec.update(status="finished", finished="2025-01-01T00:10:00")
     write_record(rec_path, rec)
     return 0

@@ -11,7 +11,11 @@ from mixbench.results.record import SCHEMA_VERSION, write_record
 def make_record(method="mixup", seed=0, value=70.0, *, status="finished", dataset="digits", backbone="lenet",
                 epochs=10, params=None, best=None, final=None, k=10, error=None, experiment=None,
                 config_hash=None):
-    """A valid record whose ``top1`` metrics are all ``value`` unless ``best``/``final`` are given."""
+    """A valid record whose ``top1`` metrics are all ``value`` unless ``best``/``final`` are given.
+
+    Values are given in percent and stored as fractions, as the evaluator writes them.
+    """
+    value, best, final = (None if v is None else v / 100.0 for v in (value, best, final))
     experiment = experiment or f"{dataset}_{backbone}_{method}"
     config_hash = config_hash or f"h{abs(hash((method, dataset, backbone, epochs, str(params)))) % 10**8:08d}"
     return {
@@ -45,5 +49,5 @@ def write_run(root, rec, curve=None):
         with open(run_dir / "metrics.jsonl", "w") as f:
             for epoch, v in enumerate(curve, 1):
                 f.write(json.dumps({"epoch": epoch, "iter": epoch * 10, "loss": 1.0 / epoch}) + "\n")
-                f.write(json.dumps({"epoch": epoch, "val/top1": v}) + "\n")
+                f.write(json.dumps({"epoch": epoch, "kind": "val", "top1": v / 100.0}) + "\n")
     return run_dir

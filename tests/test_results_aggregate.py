@@ -66,7 +66,7 @@ def test_rank_within_setting_and_exclusions(store):
     reasons = dict(zip(board.excluded["seed"], board.excluded["reason"]))
     assert reasons == {2: "failed: RuntimeError: boom", 3: "top1.median_last_k is NaN or missing",
                        4: "top1.median_last_k is infinite", 5: "unfinished (status running)"}
-    assert board.header == "top-1, median of the last 10 epochs, mean ± std over n seeds"
+    assert board.header == "top-1 (%), median of the last 10 epochs, mean ± std over n seeds"
 
 
 @pytest.mark.parametrize("definition, offset", [("best", 1.0), ("final", -1.0), ("median_last_k", 0.0)])
@@ -91,7 +91,7 @@ def test_group_by_params_and_reference(tmp_path):
                       reference=reference_table([{"alpha": 1.0, "reference": 80.0}]))
     assert board.by == ["dataset", "method", "params.alpha"]
     t = board.table.set_index("params.alpha")
-    assert t.loc[1.0, "mean"] == 80.5 and t.loc[1.0, "diff"] == pytest.approx(0.5)
+    assert t.loc[1.0, "mean"] == pytest.approx(80.5) and t.loc[1.0, "diff"] == pytest.approx(0.5)
     assert math.isnan(t.loc[0.2, "reference"]) and t.loc[1.0, "rank"] == 1
     assert board.row_label(board.table.iloc[0]) == "mixup alpha=1"
 

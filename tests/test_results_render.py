@@ -17,7 +17,7 @@ from mixbench.results.render import (FORMATS, latex_escape, parse_formats, to_cs
                                      write_board)
 from mixbench.results.store import scan
 
-HEADER = "top-1, median of the last 10 epochs, mean ± std over n seeds"
+HEADER = "top-1 (%), median of the last 10 epochs, mean ± std over n seeds"
 # method -> per-seed values; means 73 (mixup), 61 (none), 66 (cut_mix&co, n=1); "cut_mix&co" tests escaping
 VALUES = {"mixup": [70.0, 72.0, 77.0], "none": [60.0, 62.0], "cut_mix&co": [66.0]}
 

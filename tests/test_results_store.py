@@ -96,7 +96,7 @@ def test_flattened_columns(tmp_path):
     row = scan(tmp_path).runs.iloc[0]
     assert row["params.alpha"] == 0.2 and row["params.partner"] == "perm" and row["params.p"] == "[1, 2]"
     assert row["method_params"] == '{"alpha":0.2,"p":[1,2],"partner":"perm"}'
-    assert row["top1.median_last_k"] == 75.0 and row["top1.k"] == 10 and row["time.wall_s"] == 12.5
+    assert row["top1.median_last_k"] == 0.75 and row["top1.k"] == 10 and row["time.wall_s"] == 12.5
 
 
 def test_read_curve_tolerates_torn_lines_and_resume(tmp_path):
@@ -104,4 +104,6 @@ def test_read_curve_tolerates_torn_lines_and_resume(tmp_path):
         '{"epoch": 1, "val/top1": 50.0}\n{"epoch": 2, "accuracy/top1": 55.0}\n'
         '{"epoch": 2, "top1": 56.0}\n{"epoch": 3, "iter": 30, "loss": 0.1}\n{"epoch": 3, "val/top1": 5')
     assert read_curve(tmp_path, "top1") == ([1.0, 2.0], [50.0, 56.0])
+    (tmp_path / "metrics.jsonl").write_text('{"epoch": 1, "kind": "train", "top1": 0.1}\n{"epoch": 1, "kind": "val", "top1": 0.5}\n')
+    assert read_curve(tmp_path, "top1") == ([1.0], [0.5])
     assert read_curve(tmp_path / "nothing", "top1") == ([], [])

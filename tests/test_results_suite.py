@@ -52,7 +52,7 @@ def test_run_then_rerun_is_a_no_op_and_report_has_reference(tmp_path, fake_env, 
     board = suite_board(suite)
     t = board.table.set_index("method")
     # fake trainer: value = 50 + 10 * (config == good) + seed -> seeds 0, 1 give 60, 61 (mean 60.5)
-    assert t.loc["good", "mean"] == 60.5 and t.loc["good", "reference"] == 61.0
+    assert t.loc["good", "mean"] == pytest.approx(60.5) and t.loc["good", "reference"] == 61.0
     assert t.loc["good", "diff"] == pytest.approx(-0.5) and t.loc["plain", "diff"] == pytest.approx(1.5)
     assert bench_main(["report", str(suite.path), "--format", "md,csv,html"]) == 0
     out = capsys.readouterr().out

@@ -25,6 +25,11 @@ DEFAULT_BY = ("dataset", "backbone", "epochs", "method")
 # Keys that name *what is compared*; the rest of ``by`` names the setting a comparison happens in.
 _CONTENDER_KEYS = ("method", "method_params", "label")
 METRIC_LABELS = {"top1": "top-1", "top5": "top-5", "loss": "loss"}
+
+
+def percent_metric(metric: str) -> bool:
+    """Top-k accuracies are stored as fractions in records (mixbench.evaluation) and shown in percent."""
+    return metric.startswith("top") and metric[3:].isdigit()
 _DEF_TEXT = {"final": "final epoch", "best": "best epoch", "median_last_k": "median of the last {k} epochs"}
 
 
@@ -51,6 +56,7 @@ class Board:
     title: str = "mixbench leaderboard"
     reference_source: str | None = None
     notes: list[str] = field(default_factory=list)
+    scale: float = 1.0  # display unit factor applied to the records' values (100 for accuracies in %)
 
     @property
     def compare_within(self) -> list[str]:
@@ -63,7 +69,8 @@ class Board:
 
     @property
     def metric_label(self) -> str:
-        return METRIC_LABELS.get(self.metric, self.metric)
+        label = METRIC_LABELS.get(self.metric, self.metric)
+        return f"{label} (%)" if self.scale == 100.0 else label
 
     @property
     def definition_text(self) -> str:
@@ -200,23 +207,24 @@ def aggregate(
     excluded = runs.loc[~keep, excluded_cols].assign(reason=reasons[~keep]) if not runs.empty else (
         pd.DataFrame(columns=[*excluded_cols, "reason"]))
 
-    table = _group_stats(good, by, col)
+    scale = 100.0 if percent_metric(metric) else 1.0
+    table = _group_stats(good, by, col, scale)
     k = _k_text(good, metric) if definition == "median_last_k" else None
     board = Board(table=table, excluded=excluded.reset_index(drop=True), skipped=list(store.skipped),
                   metric=metric, definition=definition, by=by, k=k, higher_is_better=higher_is_better,
-                  title=title, reference_source=reference_source)
+                  title=title, reference_source=reference_source, scale=scale)
     if reference is not None and not table.empty:
         board.table = _merge_reference(board.table, reference)
     board.table = _rank(board)
     return board
 
 
-def _group_stats(good: pd.DataFrame, by: list[str], col: str) -> pd.DataFrame:
+def _group_stats(good: pd.DataFrame, by: list[str], col: str, scale: float = 1.0) -> pd.DataFrame:
     cols = [*by, "n", "mean", "std", "ci95", "ci_low", "ci_high", "seeds", "runs"]
     if good.empty:
         return pd.DataFrame(columns=cols)
     frame = good[[*by, col, "seed", "path"]].copy()
-    frame[col] = frame[col].astype(float)
+    frame[col] = frame[col].astype(float) * scale
     grouped = frame.groupby(by, dropna=False, sort=True)
     stats = grouped[col].agg(["count", "mean", "std"]).rename(columns={"count": "n"})
     stats["seeds"] = grouped["seed"].agg(lambda s: sorted(s.tolist()))
@@ -283,7 +291,7 @@ def curves(board: Board, max_runs_per_row: int | None = None) -> list[dict]:
         for path in row["runs"][:max_runs_per_row]:
             ep, vals = read_curve(path, board.metric)
             if ep:
-                series.append(pd.Series(vals, index=ep))
+                series.append(pd.Series(vals, index=ep) * board.scale)
         if not series:
             continue
         frame = pd.concat(series, axis=1)

@@ -3,6 +3,9 @@
 ``record.json`` is written atomically (temp file in the same directory, fsync, rename) so a reader never sees
 a half-written record. :func:`validate_record` checks a loaded record against the versioned schema and
 returns a list of problems, one per bad field.
+
+Metric values are stored as the evaluator computes them: top-k accuracies as fractions in [0, 1]
+(boards show them in percent). Non-finite values are stored as the strings ``"nan"``/``"inf"``.
 """
 
 from __future__ import annotations

@@ -147,6 +147,8 @@ def read_curve(run_dir: str | os.PathLike, metric: str = "top1") -> tuple[list[f
                     entry = json.loads(line)
                 except json.JSONDecodeError:
                     continue
+                if entry.get("kind", "val") != "val":  # train/epoch rows of the trainer's log
+                    continue
                 epoch = entry.get("epoch")
                 if not isinstance(epoch, (int, float)):
                     continue
