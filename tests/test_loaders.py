@@ -129,3 +129,25 @@ def test_resident_on_cuda_matches_cpu():
     cpu, gpu = build_loader(ds, device="cpu", **kw), build_loader(ds, device="cuda", **kw)
     for a, b in zip(batches(cpu, 0), batches(gpu, 0)):
         assert b[0].is_cuda and torch.equal(a[0], b[0].cpu()) and torch.equal(a[1], b[1].cpu())
+
+
+def test_file_dataset_uses_dataloader_workers(tmp_path):
+    from PIL import Image
+
+    from mixbench.registry import DATASETS, import_components
+
+    import_components()
+    for split in ("train", "val"):
+        for c, cls in enumerate(["a", "b"]):
+            for k in range(3):
+                (tmp_path / split / cls).mkdir(parents=True, exist_ok=True)
+                Image.new("RGB", (12, 12), (100 * c, 0, 0)).save(tmp_path / split / cls / f"{k}.png")
+    ds = DATASETS.get("imagefolder")("train", root=str(tmp_path), image_size=8, resize=8)
+    loader = build_loader(ds, train=True, batch_size=4, resident="auto", num_workers=2, crop_padding=1, seed=0)
+    assert isinstance(loader, EpochDataLoader) and len(loader) == 1
+    with pytest.raises(ConfigError, match="in-memory"):
+        build_loader(ds, train=True, batch_size=4, resident="device")
+    batch = batches(loader, 0)[0]
+    assert batch[0].shape == (4, 3, 8, 8) and batch[0].dtype == torch.uint8
+    # the red channel still encodes the label wherever the crop did not bring in zero padding
+    assert torch.equal(batch[0][:, 0, 3, 3].long(), 100 * batch[1])
