@@ -48,7 +48,11 @@ def head_of(model: nn.Module) -> nn.Module:
 
 
 def logits_of(model: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
-    """(features, logits) of ``model`` on ``x``: ``head(backbone(x))``."""
+    """(features, logits) of ``model`` on ``x``: the classifier's ``features``/``logits`` methods when it has
+    them (mixbench's classifier passes ``num_prefix_tokens`` to the head), else ``head(backbone(x))``."""
+    if callable(getattr(model, "features", None)) and callable(getattr(model, "logits", None)):
+        feats = model.features(x)
+        return feats, model.logits(feats)
     feats = backbone_of(model)(x)
     return feats, head_of(model)(feats)
 
