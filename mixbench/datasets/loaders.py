@@ -53,17 +53,17 @@ def crop_flip(images: Tensor, dy: Tensor, dx: Tensor, flip: Tensor, padding: int
         flip: (N,) 0/1, on the same device.
         padding: the zero padding on each side.
     """
-    n, _, h, w = images.shape
+    n, c, h, w = images.shape
     dev = images.device
     rows = dy.view(n, 1) - padding + torch.arange(h, device=dev)  # source row of every output row
     cols = dx.view(n, 1) - padding + torch.arange(w, device=dev)
     cols = torch.where(flip.view(n, 1).bool(), cols.flip(1), cols)
-    valid = ((rows >= 0) & (rows < h)).view(n, h, 1) & ((cols >= 0) & (cols < w)).view(n, 1, w)
-    nhwc = images.permute(0, 2, 3, 1)
-    out = nhwc[torch.arange(n, device=dev).view(n, 1, 1), rows.clamp(0, h - 1).view(n, h, 1),
-               cols.clamp(0, w - 1).view(n, 1, w)]
-    out = out * valid.unsqueeze(-1).to(out.dtype)
-    return out.permute(0, 3, 1, 2).contiguous()
+    valid = ((rows >= 0) & (rows < h)).view(n, 1, h, 1) & ((cols >= 0) & (cols < w)).view(n, 1, 1, w)
+    # Two separable gathers (rows, then columns) with broadcast indices: no padded copy, no int64 index of
+    # the batch's size; out-of-range positions are clamped, then zeroed like RandomCrop's zero fill.
+    out = images.gather(2, rows.clamp(0, h - 1).view(n, 1, h, 1).expand(n, c, h, w))
+    out = out.gather(3, cols.clamp(0, w - 1).view(n, 1, 1, w).expand(n, c, h, w))
+    return out * valid.to(out.dtype)
 
 
 class EpochSampler(Sampler):
