@@ -28,9 +28,9 @@ def label_distance(n_labels: int, device: torch.device, dtype: torch.dtype = tor
     return (i[:, None] - i[None, :]) ** 2 / max(n_labels - 1, 1) ** 2
 
 
-def energy(labels: Tensor, unary: Tensor, vert: Tensor, horz: Tensor) -> Tensor:
+def energy(labels: Tensor, unary: Tensor, vert: Tensor, horz: Tensor, dist: Tensor | None = None) -> Tensor:
     """E(l) per sample. labels (N, b, b) int64; unary (N, b, b, L); vert (N, b−1, b); horz (N, b, b−1)."""
-    d = label_distance(unary.shape[-1], unary.device, unary.dtype)
+    d = label_distance(unary.shape[-1], unary.device, unary.dtype) if dist is None else dist
     e = unary.gather(-1, labels.unsqueeze(-1)).squeeze(-1).sum((1, 2))
     e = e + (vert * d[labels[:, :-1], labels[:, 1:]]).sum((1, 2))
     return e + (horz * d[labels[:, :, :-1], labels[:, :, 1:]]).sum((1, 2))
@@ -42,9 +42,10 @@ def _send(h: Tensor, w: Tensor, d: Tensor) -> Tensor:
     return m - m.amin(-1, keepdim=True)
 
 
-def belief_propagation(unary: Tensor, vert: Tensor, horz: Tensor, iters: int, damping: float = DAMPING) -> Tensor:
+def belief_propagation(unary: Tensor, vert: Tensor, horz: Tensor, iters: int, damping: float = DAMPING,
+                       dist: Tensor | None = None) -> Tensor:
     """Beliefs (N, b, b, L) after ``iters`` rounds of synchronous damped min-sum BP on the 4-grid."""
-    d = label_distance(unary.shape[-1], unary.device, unary.dtype)
+    d = label_distance(unary.shape[-1], unary.device, unary.dtype) if dist is None else dist
     zero = torch.zeros_like(unary)
     up, down, left, right = zero, zero.clone(), zero.clone(), zero.clone()  # messages arriving from that side
     for _ in range(iters):
@@ -61,9 +62,9 @@ def belief_propagation(unary: Tensor, vert: Tensor, horz: Tensor, iters: int, da
     return unary + up + down + left + right
 
 
-def local_costs(labels: Tensor, unary: Tensor, vert: Tensor, horz: Tensor) -> Tensor:
+def local_costs(labels: Tensor, unary: Tensor, vert: Tensor, horz: Tensor, dist: Tensor | None = None) -> Tensor:
     """Cost (N, b, b, L) of each label at each node given the current labels of its neighbours."""
-    d = label_distance(unary.shape[-1], unary.device, unary.dtype)
+    d = label_distance(unary.shape[-1], unary.device, unary.dtype) if dist is None else dist
     cost = unary.clone()
     cost[:, 1:] += vert.unsqueeze(-1) * d[labels[:, :-1]]
     cost[:, :-1] += vert.unsqueeze(-1) * d[labels[:, 1:]]
@@ -72,7 +73,7 @@ def local_costs(labels: Tensor, unary: Tensor, vert: Tensor, horz: Tensor) -> Te
     return cost
 
 
-def icm(labels: Tensor, unary: Tensor, vert: Tensor, horz: Tensor, sweeps: int) -> Tensor:
+def icm(labels: Tensor, unary: Tensor, vert: Tensor, horz: Tensor, sweeps: int, dist: Tensor | None = None) -> Tensor:
     """Checkerboard iterated conditional modes: nodes of one colour have no edge between them, so they are
     updated together to their best label given the others (the energy never increases)."""
     b = labels.shape[-1]
@@ -81,19 +82,21 @@ def icm(labels: Tensor, unary: Tensor, vert: Tensor, horz: Tensor, sweeps: int) 
     colours = [((rr + cc) % 2) == k for k in (0, 1)]
     for _ in range(sweeps):
         for colour in colours:
-            best = local_costs(labels, unary, vert, horz).argmin(-1)
+            best = local_costs(labels, unary, vert, horz, dist).argmin(-1)
             labels = torch.where(colour, best, labels)
     return labels
 
 
-def solve(unary: Tensor, vert: Tensor, horz: Tensor, bp_iters: int | None = None, icm_sweeps: int = 2) -> Tensor:
-    """Approximate minimiser (N, b, b) int64 of the grid energy; ``bp_iters`` defaults to 2·b."""
+def solve(unary: Tensor, vert: Tensor, horz: Tensor, bp_iters: int | None = None, icm_sweeps: int = 2,
+          dist: Tensor | None = None) -> Tensor:
+    """Approximate minimiser (N, b, b) int64 of the grid energy; ``bp_iters`` defaults to 2·b; ``dist`` (L, L)
+    replaces the PuzzleMix label distance (e.g. Potts for unordered labels)."""
     b = unary.shape[1]
     if b == 1:
         return unary.argmin(-1)
     iters = 2 * b if bp_iters is None else bp_iters
-    labels = belief_propagation(unary, vert, horz, iters).argmin(-1)
-    return icm(labels, unary, vert, horz, icm_sweeps)
+    labels = belief_propagation(unary, vert, horz, iters, dist=dist).argmin(-1)
+    return icm(labels, unary, vert, horz, icm_sweeps, dist)
 
 
 def solve_exact(unary: Tensor, vert: Tensor, horz: Tensor, chunk: int = 1 << 16) -> Tensor:
