@@ -8,7 +8,6 @@ official test set, as in every mixup paper. The whole split is kept in memory as
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import torch
 
