@@ -12,6 +12,7 @@ import argparse
 import logging
 import shlex
 import sys
+from pathlib import Path
 
 from mixbench.errors import ConfigError
 from mixbench.results.render import parse_formats, to_markdown, write_board
@@ -33,14 +34,17 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--train-cmd", default=shlex.join(TRAIN_CMD),
                    help="command that trains one run, before CONFIG and overrides (default: %(default)s)")
     r.add_argument("--report", action="store_true", help="write the report when all runs are done")
+    r.add_argument("--work-dir", help="keep the runs here instead of the suite's work_dir (scratch storage)")
     rep = sub.add_parser("report", help="print and write the suite's board")
     rep.add_argument("suite")
     rep.add_argument("--out", help="output directory (default: the suite's 'out')")
     rep.add_argument("--format", default="md,csv,latex,html,png", help="formats to write (default: %(default)s)")
     rep.add_argument("--no-write", action="store_true", help="print only")
     rep.add_argument("--wandb", action="store_true", help="also log the board as a wandb Table (offline default)")
+    rep.add_argument("--work-dir", help="read the runs from here instead of the suite's work_dir")
     st = sub.add_parser("status", help="state of every run of the suite")
     st.add_argument("suite")
+    st.add_argument("--work-dir", help="read the runs from here instead of the suite's work_dir")
     return p
 
 
@@ -62,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     try:
         suite = load_suite(args.suite)
+        if args.work_dir:
+            suite.work_dir = Path(args.work_dir)
         if args.verb == "run":
             failures = run_suite(suite, launcher=args.launcher, train_cmd=shlex.split(args.train_cmd),
                                  dry_run=args.dry_run, recheck=args.recheck, only=args.only)
