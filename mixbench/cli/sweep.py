@@ -67,8 +67,13 @@ def multirun(config: str | None, overrides: Sequence[str], *, force: bool = Fals
     run_overrides, hydra_overrides = split_overrides(overrides)
     path = resolve_config_path(config)
     jobs = expand(run_overrides)
+    appended: set[str] = set()
     for job in jobs:  # fail fast, before anything trains
-        validate(*compose(path, job))
+        raw, source = compose(path, job)
+        validate(raw, source)
+        appended |= {o.split("=", 1)[0][1:] for o in source.overrides if o.startswith("+")}
+    # keys the experiment file lacks (options of a component) must be added, not overridden, in the sweep too
+    run_overrides = [("+" + o) if o.split("=", 1)[0] in appended else o for o in run_overrides]
     root = find_configs_root(path)
     name = str(path.relative_to(root).with_suffix(""))
     task = functools.partial(sweep_job, force=force, experiment_file=str(path))

@@ -29,7 +29,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("-m", "--multirun", action="store_true", help="sweep over comma-separated values")
     p.add_argument("--force", action="store_true", help="retrain even if the run already finished")
     p.add_argument("--cfg", action="store_true", help="print the resolved config and exit")
-    args = p.parse_args(list(argv))
+    args = p.parse_intermixed_args(list(argv))
     if args.config is not None and "=" in args.config:  # no config file given, only overrides
         args.overrides.insert(0, args.config)
         args.config = None

@@ -167,7 +167,9 @@ def compose(config: str | Path | None, overrides: Sequence[str] = ()) -> tuple[d
     overrides = list(overrides)
     for _ in range(len(overrides) + 1):
         try:
-            return _compose_once(root, name, overrides, source), source
+            data = _compose_once(root, name, overrides, source)
+            source.overrides = list(overrides)
+            return data, source
         except _RetryAppend as retry:
             # Hydra refuses to set a key the composed config lacks; retry it as an addition so that the
             # schema and the registry checks report it with the closest valid names.

@@ -12,6 +12,7 @@ import netrc
 import os
 import re
 import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -76,11 +77,16 @@ def init_wandb(cfg: Mapping[str, Any], run_dir: str, run_id: str) -> Any:
     mode = wandb_mode(cfg["runtime"]["wandb"])
     if mode == "disabled":
         return None
-    import wandb
-
     wid = re.sub(r"[^A-Za-z0-9_-]", "-", run_id)
-    return wandb.init(project=cfg["runtime"]["wandb_project"], name=run_id, id=wid, dir=run_dir, mode=mode,
-                      config=dict(cfg), resume="allow", reinit="finish_previous")
+    try:
+        import wandb
+
+        return wandb.init(project=cfg["runtime"]["wandb_project"], name=run_id, id=wid, dir=run_dir, mode=mode,
+                          config=dict(cfg), resume="allow", reinit="finish_previous")
+    except Exception as exc:  # wandb is an extra sink: a broken setup must not lose the run
+        print(f"warning: wandb ({mode}) disabled for this run: {type(exc).__name__}: "
+              f"{' '.join(str(exc).split())[:300]}", file=sys.stderr)
+        return None
 
 
 def _decide(run_dir: str, force: bool) -> tuple[str, str | None, dict | None]:

@@ -1,0 +1,73 @@
+"""``mixbench test CONFIG --checkpoint PATH [key=value ...] [--out FILE]`` — evaluate a checkpoint.
+
+Builds the model of CONFIG (with the same overrides as the training run), loads the weights of PATH (a
+mixbench checkpoint or a plain state dict), evaluates on the validation split and prints the metrics; they
+are also written as JSON to ``--out`` (default: ``test_metrics.json`` next to the checkpoint).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Sequence
+
+import torch
+
+from mixbench.config import load_config
+from mixbench.errors import ConfigError
+
+
+def load_weights(model: torch.nn.Module, path: str) -> None:
+    """Load ``state_dict`` (mmengine checkpoint) or a bare state dict; EMA weights when the file has them."""
+    if not os.path.isfile(path):
+        raise ConfigError(f"--checkpoint: file '{path}' not found")
+    from mixbench.engine.compat import load_trusted_checkpoint
+
+    ckpt = load_trusted_checkpoint(path, map_location="cpu")
+    state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else ckpt
+    ema = {k[len("ema_model.module."):]: v for k, v in state.items() if k.startswith("ema_model.module.")}
+    if ema:
+        state = ema
+    state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()
+             if not k.startswith("ema_model.")}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing:
+        raise ConfigError(f"--checkpoint: '{path}' does not fit this config (missing {missing[0]}, ...)")
+
+
+def main(argv: Sequence[str]) -> int:
+    p = argparse.ArgumentParser(prog="mixbench test", description=__doc__.split("\n\n")[0])
+    p.add_argument("config", help="experiment file the checkpoint was trained with")
+    p.add_argument("overrides", nargs="*", help="Hydra overrides key=value")
+    p.add_argument("--checkpoint", required=True, help="checkpoint file (.pth)")
+    p.add_argument("--out", default=None, help="JSON file for the metrics")
+    args = p.parse_intermixed_args(list(argv))
+    cfg, source = load_config(args.config, args.overrides)
+
+    from mixbench.engine import compat
+    from mixbench.engine.builder import build_data
+    from mixbench.engine.dist import DistInfo, select_device
+    from mixbench.evaluation.accuracy import Accuracy, evaluate
+    from mixbench.models.classifier import build_classifier
+
+    compat.apply()
+    device = select_device(cfg["runtime"]["device"], DistInfo())
+    data = build_data(cfg, device, DistInfo(), train=False)
+    model = build_classifier(cfg, num_classes=data.num_classes, in_chans=data.in_chans, mean=data.mean,
+                             std=data.std, source=str(source.experiment_file))
+    load_weights(model, args.checkpoint)
+    model.to(device)
+    metrics = evaluate(model, data.val, Accuracy(topk=cfg["eval"]["topk"], num_classes=data.num_classes))
+    out = args.out or os.path.join(os.path.dirname(os.path.abspath(args.checkpoint)), "test_metrics.json")
+    payload = {"checkpoint": os.path.abspath(args.checkpoint), "dataset": cfg["data"]["type"], "split": "val",
+               "images": len(data.val.dataset), "metrics": metrics}
+    with open(out, "w", encoding="utf-8") as f:
+        json.dump(payload, f, indent=2)
+    print("  ".join(f"{k} {v:.4f}" for k, v in metrics.items()) + f"  ({payload['images']} images)  -> {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

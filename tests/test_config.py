@@ -1,0 +1,115 @@
+"""Every config composes and validates; strict errors name key, value and file; the hash is stable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mixbench.config import compose, config_hash, experiment_files, load_config, run_dir_of
+from mixbench.config.compose import DEFAULT_CONFIGS, GROUPS
+from mixbench.errors import ConfigError
+
+EXPERIMENTS = experiment_files()
+GROUP_OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((DEFAULT_CONFIGS / g).glob("*.yaml"))]
+
+
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: str(p.relative_to(DEFAULT_CONFIGS)))
+def test_experiment_file_composes_and_validates(path: Path, tmp_path: Path) -> None:
+    raw, _ = compose(path)
+    overrides = [] if raw["data"]["root"] is None or Path(raw["data"]["root"]).exists() else [f"data.root={tmp_path}"]
+    cfg, source = load_config(path, overrides)
+    assert cfg["experiment"] and cfg["model"]["backbone"]["type"] and cfg["mixup"]["type"]
+    assert source.experiment_file == path
+    assert run_dir_of(cfg).startswith(cfg["work_dir"])
+
+
+@pytest.mark.parametrize("group,option", GROUP_OPTIONS, ids=lambda x: str(x))
+def test_group_option_composes_and_validates(group: str, option: str, tmp_path: Path) -> None:
+    raw, _ = compose("configs/digits/mixup.yaml", [f"{group}={option}"])
+    overrides = [f"{group}={option}"]
+    if raw["data"]["root"] is not None and not Path(raw["data"]["root"]).exists():
+        overrides.append(f"data.root={tmp_path}")
+    try:
+        cfg, _ = load_config("configs/digits/mixup.yaml", overrides)
+    except ConfigError as exc:  # a mixup option may require a backbone other than the digits CNN
+        pytest.fail(f"{group}={option}: {exc}")
+    assert cfg[group] is not None
+
+
+def test_default_config_is_digits_mixup() -> None:
+    cfg, source = load_config(None)
+    assert source.experiment_file == DEFAULT_CONFIGS / "digits" / "mixup.yaml"
+    assert cfg["mixup"]["type"] == "mixup" and cfg["data"]["type"] == "digits"
+
+
+def test_cifar100_r18_follows_openmixup_recipe(tmp_path: Path) -> None:
+    for method, alpha in (("vanilla", None), ("mixup", 1.0), ("cutmix", 0.2)):
+        cfg, _ = load_config(f"configs/cifar100/r18/{method}.yaml", [f"data.root={tmp_path}"])
+        s, d = cfg["schedule"], cfg["data"]
+        assert (s["optimizer"], s["lr"], s["momentum"], s["weight_decay"]) == ("sgd", 0.1, 0.9, 1e-4)
+        assert (s["lr_schedule"], s["min_lr"], s["warmup_epochs"]) == ("cosine", 0.0, 0.0)
+        assert (d["batch_size"], d["crop_padding"], d["hflip"]) == (100, 4, True)
+        assert cfg["model"]["backbone"]["type"] == "resnet18_cifar"
+        assert cfg["mixup"].get("alpha") == alpha
+
+
+def test_hash_ignores_logging_keys_but_not_training_keys() -> None:
+    base, _ = load_config(None)
+    quiet, _ = load_config(None, ["runtime.wandb=off", "runtime.tensorboard=false", "runtime.log_interval=7"])
+    other, _ = load_config(None, ["mixup.alpha=0.5"])
+    assert config_hash(base) == config_hash(quiet)
+    assert config_hash(base) != config_hash(other)
+    s1, _ = load_config(None, ["seed=1"])
+    assert config_hash(s1) == config_hash(base) and run_dir_of(s1) != run_dir_of(base)
+    assert run_dir_of(base) == run_dir_of(load_config(None)[0])  # no clock in the run dir
+
+
+BAD = [
+    (["schedule.epoch=3"], ["schedule.epoch", "epochs"]),
+    (["schedule.epochs=abc"], ["schedule.epochs", "abc", "integer"]),
+    (["mixup=cutmx"], ["mixup=cutmx", "cutmix"]),
+    (["mixup.type=cutmx"], ["mixup.type", "cutmx", "cutmix"]),
+    (["mixup.alpah=0.2"], ["mixup.alpah", "alpha", "command line"]),
+    (["model.backbone.type=resnet19_cifar"], ["resnet19_cifar", "resnet18_cifar"]),
+    (["data.root=/nonexistent/path"], ["data.root", "/nonexistent/path", "does not exist"]),
+    (["runtime.amp=bf61"], ["runtime.amp", "bf16"]),
+    (["+schedule.foo=1"], ["schedule.foo", "unknown key"]),
+    (["loss.label_smoothing=x"], ["loss.label_smoothing", "float"]),
+    (["seed=0,1"], ["-m"]),
+]
+
+
+@pytest.mark.parametrize("overrides,words", BAD, ids=lambda x: str(x))
+def test_bad_input_is_one_line_config_error(overrides: list[str], words: list[str]) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config("configs/digits/mixup.yaml", overrides)
+    msg = str(info.value)
+    assert "\n" not in msg
+    for w in words:
+        assert w in msg, msg
+
+
+def test_typo_inside_a_file_names_the_file(tmp_path: Path) -> None:
+    root = tmp_path / "configs"
+    for g in GROUPS:
+        (root / g).mkdir(parents=True)
+        for f in (DEFAULT_CONFIGS / g).glob("*.yaml"):
+            (root / g / f.name).write_text(f.read_text())
+    (root / "mixup" / "typo.yaml").write_text("type: mixup\nalpah: 0.3\n")
+    (root / "exp").mkdir()
+    exp = root / "exp" / "typo.yaml"
+    exp.write_text((DEFAULT_CONFIGS / "digits" / "mixup.yaml").read_text().replace("/mixup: mixup", "/mixup: typo"))
+    with pytest.raises(ConfigError) as info:
+        load_config(str(exp))
+    assert "mixup.alpah" in str(info.value) and str(root / "mixup" / "typo.yaml") in str(info.value)
+    exp.write_text(exp.read_text().replace("seed: 0", "seed: 0\nepochz: 3"))
+    with pytest.raises(ConfigError) as info:
+        load_config(str(exp))
+    assert "epochz" in str(info.value) and str(exp) in str(info.value)
+
+
+def test_missing_config_file_suggests_close_names() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config("configs/digits/mixpu.yaml")
+    assert "configs/digits/mixup.yaml" in str(info.value)
