@@ -105,6 +105,7 @@ def main() -> None:
             "target_total_s": 2.0, "meets_target": best["total"] <= 2.0,
             "machine": f"{platform.machine()} {os.cpu_count()} CPUs, {platform.python_implementation()} "
                        f"{platform.python_version()}",
+            "load_average_1min_at_end": round(os.getloadavg()[0], 2),
             "command": "python benchmarks/aggregate_speed.py" + (" --curves" if args.curves else ""),
         }
     finally:
