@@ -21,7 +21,7 @@ Divergences from the reference, all documented in ``docs/``:
   it on the device would need a host sync;
 * transport: losers of a column conflict are penalised inside each of the b rounds (the reference adds the
   penalty after its loop), and a destination block that no source wins keeps its own content (the reference
-  leaves it black).
+  leaves it black); the plan is kept as a source index per block, not as a one-hot matrix.
 """
 
 from __future__ import annotations
@@ -105,29 +105,45 @@ def transport_cost(width: int, device: torch.device) -> Tensor:
 
 
 def mask_transport(mask: Tensor, saliency: Tensor, eps: float, cost_matrix: Tensor) -> Tensor:
-    """Greedy transport plan (N, src, dst) moving salient blocks into the region where ``mask`` > 0."""
+    """Greedy transport moving salient blocks into the region where ``mask`` > 0.
+
+    Each round every source block picks its cheapest destination (cost ε·distance − saliency·[dst in mask]);
+    among the sources that picked the same destination the cheapest wins (lowest index on ties); the losers'
+    cost of that destination grows by 1 for the next round. Returns, per destination block, the source block
+    it receives (N, g²) — itself where no source won it. Only (N, g², g²) argmins, no one-hot plans.
+    """
     n, g, _ = mask.shape
-    z = (mask > 0).float().view(n, 1, g * g)
-    cost = eps * cost_matrix.unsqueeze(0) - saliency.reshape(n, g * g, 1) * z
-    inf = torch.finfo(cost.dtype).max
-    win = torch.zeros_like(cost)
+    d = g * g
+    z = (mask > 0).to(saliency.dtype).view(n, 1, d)
+    cost = eps * cost_matrix.unsqueeze(0) - saliency.reshape(n, d, 1) * z
+    src = torch.arange(d, device=mask.device).expand(n, d)
+    big = torch.finfo(cost.dtype).max
     for _ in range(g):
-        plan = F.one_hot(cost.argmin(-1), g * g).to(cost.dtype)
-        fight = torch.where(plan > 0, cost, inf)
-        win = F.one_hot(fight.argmin(-2), g * g).to(cost.dtype).transpose(1, 2) * plan
-        cost = cost + (plan - win)
-    return win
+        dst = cost.argmin(-1)  # (N, src)
+        chosen = cost.gather(-1, dst.unsqueeze(-1)).squeeze(-1)
+        best = torch.full((n, d), big, device=mask.device, dtype=cost.dtype).scatter_reduce(
+            1, dst, chosen, "amin", include_self=True)
+        contender = chosen <= best.gather(1, dst)
+        first = torch.full((n, d), d, device=mask.device).scatter_reduce(
+            1, dst, torch.where(contender, src, d), "amin", include_self=True)
+        win = contender & (first.gather(1, dst) == src)
+        cost.scatter_add_(-1, dst.unsqueeze(-1), (~win).to(cost.dtype).unsqueeze(-1))
+    target = torch.where(win, dst, d)
+    out = torch.cat([src, src[:, :1]], 1).clone()
+    out = out.scatter(1, target, src)  # winners write their index; losers write to the dummy column d
+    received = out[:, :d]
+    # restore "keeps itself" for destinations that no source won (the scatter above only wrote winners)
+    won = torch.zeros(n, d + 1, dtype=torch.bool, device=mask.device).scatter(1, target, True)[:, :d]
+    return torch.where(won, received, src)
 
 
-def transport_image(img: Tensor, plan: Tensor, grid: int) -> Tensor:
-    """Move blocks by ``plan``; a destination no source won keeps its own block."""
+def transport_image(img: Tensor, source: Tensor, grid: int) -> Tensor:
+    """Move blocks: destination block j receives source block ``source[:, j]``."""
     n, c, h, w = img.shape
     t = h // grid
-    patches = img.view(n, c, grid, t, grid, t).permute(0, 1, 2, 4, 3, 5).reshape(n, c, grid * grid, t, t)
-    moved = torch.einsum("nij,ncipq->ncjpq", plan.to(img.dtype), patches)
-    empty = (1 - plan.sum(1)).clamp_min(0).to(img.dtype).view(n, 1, grid * grid, 1, 1)
-    out = moved + empty * patches
-    return out.view(n, c, grid, grid, t, t).permute(0, 1, 2, 4, 3, 5).reshape(n, c, h, w)
+    patches = img.view(n, c, grid, t, grid, t).permute(0, 1, 2, 4, 3, 5).reshape(n, c, grid * grid, t * t)
+    moved = patches.gather(2, source.view(n, 1, -1, 1).expand(n, c, grid * grid, t * t))
+    return moved.view(n, c, grid, grid, t, t).permute(0, 1, 2, 4, 3, 5).reshape(n, c, h, w)
 
 
 @MIXUPS.register_module("puzzlemix")
