@@ -114,16 +114,16 @@ class TimmMix(SampledPolicy):
         cut = use_cutmix & (lam != 1.0)
         area_w = 1.0 - box_area_fraction(box, h, w).double()
         weight = torch.where(cut, area_w if (self.correct_lam or self.cutmix_minmax is not None) else lam, lam)
-        keep = (~box_mask(box, h, w)).to(torch.float64)  # (k, 1, H, W)
-        anchor_map = torch.where(cut.view(-1, 1, 1, 1), keep, lam.view(-1, 1, 1, 1))
-        x = blend(inputs, index, anchor_map.float() if inputs.dtype != torch.float64 else anchor_map)
+        keep = ~box_mask(box, h, w)  # (k, 1, H, W)
+        anchor_map = torch.where(cut.view(-1, 1, 1, 1), keep.float(), lam.float().view(-1, 1, 1, 1))
+        x = blend(inputs, index, anchor_map)
         weight = weight.float().expand(n) if weight.numel() == 1 else weight.float()
         anchor = torch.arange(n, device=labels.device)
         weights = [weight, 1.0 - weight]
         targets = soft_targets(labels, [anchor, index], weights, num_classes)
         if self.label_smoothing > 0:
             targets = targets * (1.0 - self.label_smoothing) + self.label_smoothing / num_classes
-        mask = anchor_map.float().expand(n, 1, h, w) if bool(self.cutmix_alpha > 0) else None
+        mask = anchor_map.expand(n, 1, h, w) if bool(self.cutmix_alpha > 0) else None
         return MixBatch(inputs=x, targets=targets, labels=labels, indices=[anchor, index], weights=weights,
                         mask=mask)
 

@@ -1,0 +1,154 @@
+"""Time every model-free mixup policy on one batch, next to the same op in timm, torchvision v2 and mmpretrain,
+and next to a plain clone of the batch (the memory-traffic floor), all in one process.
+
+    python benchmarks/mix_speed.py [--device cpu|cuda] [--batch 128] [--size 224] [--reps 7] [--threads 1] [--out FILE.csv]
+
+Per row: the op, the implementation, the median time in ms over ``--reps`` runs (after one warm-up), the
+ratio to the fastest peer implementation of the same op (mixbench rows only) and the ratio to the clone.
+Reference implementations that mix in place get a fresh clone before each timed call (not timed). On CUDA
+every mixbench call runs under ``torch.cuda.set_sync_debug_mode("error")``, so a host synchronisation inside a
+policy aborts the benchmark.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import statistics
+import sys
+import time
+from typing import Callable
+
+import numpy as np
+import torch
+
+from mixbench.mixups.base import MixContext
+from mixbench.registry import MIXUPS, build
+
+# (op, policy config): the ops timed for mixbench, each with its default-ish options.
+POLICIES = [
+    ("mixup", {"type": "mixup", "alpha": 1.0}),
+    ("cutmix", {"type": "cutmix", "alpha": 1.0}),
+    ("mixup_cutmix_batch", {"type": "timm_mix", "mixup_alpha": 0.8, "cutmix_alpha": 1.0, "mode": "batch"}),
+    ("mixup_cutmix_elem", {"type": "timm_mix", "mixup_alpha": 0.8, "cutmix_alpha": 1.0, "mode": "elem"}),
+    ("manifoldmix_input", {"type": "manifoldmix", "layers": [0]}),
+    ("fmix", {"type": "fmix", "alpha": 1.0}),
+    ("gridmix", {"type": "gridmix", "alpha": 1.0}),
+    ("smoothmix", {"type": "smoothmix"}),
+    ("resizemix", {"type": "resizemix", "interpolation": "bilinear"}),
+    ("saliencymix", {"type": "saliencymix", "alpha": 1.0}),
+    ("maskmix", {"type": "maskmix", "mask_patch_size": 56}),
+    ("switch", {"type": "switch", "policies": [{"type": "mixup", "alpha": 0.8}, {"type": "cutmix"}]}),
+]
+
+
+def peers(num_classes: int) -> list[tuple[str, str, Callable, bool]]:
+    """(op, name, fn(x, y), mutates_input) for the reference implementations that are installed."""
+    out = []
+    try:
+        from timm.data import Mixup
+        for op, kw in (("mixup", dict(mixup_alpha=1.0)), ("cutmix", dict(mixup_alpha=0.0, cutmix_alpha=1.0)),
+                       ("mixup_cutmix_batch", dict(mixup_alpha=0.8, cutmix_alpha=1.0, mode="batch")),
+                       ("mixup_cutmix_elem", dict(mixup_alpha=0.8, cutmix_alpha=1.0, mode="elem"))):
+            m = Mixup(num_classes=num_classes, label_smoothing=0.0, **kw)
+            out.append((op, "timm", m, True))
+    except ImportError:
+        pass
+    try:
+        from torchvision.transforms import v2
+        out.append(("mixup", "torchvision", v2.MixUp(alpha=1.0, num_classes=num_classes), False))
+        out.append(("cutmix", "torchvision", v2.CutMix(alpha=1.0, num_classes=num_classes), False))
+    except ImportError:
+        pass
+    try:
+        from mmpretrain.models.utils.batch_augments import CutMix, Mixup as MMMixup, ResizeMix
+        oh = lambda f: (lambda x, y: f(x, torch.nn.functional.one_hot(y, num_classes).float()))  # noqa: E731
+        out.append(("mixup", "mmpretrain", oh(MMMixup(alpha=1.0)), True))
+        out.append(("cutmix", "mmpretrain", oh(CutMix(alpha=1.0)), True))
+        out.append(("resizemix", "mmpretrain", oh(ResizeMix(alpha=1.0)), True))
+    except ImportError:
+        pass
+    return out
+
+
+def timed(fn: Callable[[], object], reps: int, device: torch.device, setup: Callable[[], None] | None = None) -> float:
+    def once() -> float:
+        if setup is not None:
+            setup()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - t0
+    once()
+    return statistics.median(once() for _ in range(reps)) * 1e3
+
+
+def run(device: torch.device, batch: int, size: int, reps: int, num_classes: int = 1000) -> list[dict]:
+    g = torch.Generator(device=device).manual_seed(0)
+    x = torch.randn((batch, 3, size, size), generator=g, device=device)
+    y = torch.randint(0, num_classes, (batch,), generator=g, device=device)
+    rows = [{"op": "clone", "impl": "torch", "ms": timed(lambda: x.clone(), reps, device)}]
+    ctx = MixContext(generator=g)
+    for op, cfg in POLICIES:
+        policy = build(MIXUPS, cfg, "mixup")
+
+        def call(policy=policy):
+            if device.type == "cuda":
+                torch.cuda.set_sync_debug_mode("error")
+            try:
+                return policy(x, y, num_classes, ctx)
+            finally:
+                if device.type == "cuda":
+                    torch.cuda.set_sync_debug_mode("default")
+        rows.append({"op": op, "impl": "mixbench", "ms": timed(call, reps, device)})
+    np.random.seed(0)
+    buf = {}
+    for op, name, fn, mutates in peers(num_classes):
+        def setup():
+            buf["x"] = x.clone() if mutates else x
+        rows.append({"op": op, "impl": name, "ms": timed(lambda fn=fn: fn(buf["x"], y), reps, device, setup)})
+    clone_ms = rows[0]["ms"]
+    for r in rows:
+        ref = [p["ms"] for p in rows if p["op"] == r["op"] and p["impl"] not in ("mixbench", "torch")]
+        r["vs_fastest_peer"] = round(r["ms"] / min(ref), 3) if ref and r["impl"] == "mixbench" else ""
+        r["vs_clone"] = round(r["ms"] / clone_ms, 3)
+        r["ms"] = round(r["ms"], 2)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--size", type=int, default=224)
+    p.add_argument("--reps", type=int, default=7)
+    p.add_argument("--threads", type=int, default=1,
+                   help="CPU threads (default 1: on a shared machine multi-threaded timings are dominated by "
+                        "threads waiting for each other)")
+    p.add_argument("--out", help="CSV file to write")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    rows = run(device, args.batch, args.size, args.reps)
+    header = ["op", "impl", "ms", "vs_fastest_peer", "vs_clone"]
+    note = (f"# {args.batch}x3x{args.size}x{args.size} float32 on {device.type}"
+            f" ({torch.cuda.get_device_name() if device.type == 'cuda' else f'{torch.get_num_threads()} threads'}),"
+            f" torch {torch.__version__}, median of {args.reps}")
+    print(note)
+    print(" ".join(f"{h:>20}" for h in header))
+    for r in rows:
+        print(" ".join(f"{str(r[h]):>20}" for h in header))
+    if args.out:
+        with open(args.out, "w", newline="") as f:
+            f.write(note + "\n")
+            w = csv.DictWriter(f, fieldnames=header)
+            w.writeheader()
+            w.writerows(rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
