@@ -15,7 +15,7 @@ from typing import Any, Mapping
 
 import torch
 from mmengine.evaluator import Evaluator
-from mmengine.runner import Runner
+from mmengine.runner import Runner, set_random_seed
 
 from mixbench.datasets.loaders import build_loader
 from mixbench.engine import compat
@@ -104,6 +104,8 @@ def build_runner(cfg: Mapping[str, Any], run_dir: str, *, device: torch.device, 
     """The mmengine Runner of one run, writing into ``run_dir``."""
     compat.apply()
     rt, s = cfg["runtime"], cfg["schedule"]
+    # the model's initial weights come from the global RNG: seed it before anything is built
+    set_random_seed(cfg["seed"], deterministic=bool(rt["deterministic"]))
     data = build_data(cfg, device, info)
     model = build_classifier(cfg, num_classes=data.num_classes, in_chans=data.in_chans, mean=data.mean,
                              std=data.std, source=source).to(device)

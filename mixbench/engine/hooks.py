@@ -115,6 +115,29 @@ class MetricsHook(Hook):
             self._tb.close()
 
     # -- training ----------------------------------------------------------------------------------------------
+    def before_train(self, runner: Any) -> None:
+        """After a resume, validate the checkpoint's epoch if the killed run did not get to log it.
+
+        Checkpoints are saved at the end of the training epoch, before validation, so a run killed in between
+        would miss one validation row; running it here keeps the record identical to an uninterrupted run.
+        """
+        from mixbench.engine.dist import broadcast_object
+
+        epoch = runner.epoch
+        if epoch == 0 or epoch % runner.train_loop.val_interval != 0 or runner.val_loop is None:
+            return
+        have = self._logged_val_epochs() if self.is_main else None
+        have = broadcast_object(have)
+        if epoch not in have:
+            runner.val_loop.run()
+
+    def _logged_val_epochs(self) -> set:
+        if not os.path.exists(self.path):
+            return set()
+        with open(self.path, encoding="utf-8") as f:
+            rows = [json.loads(line) for line in f if line.strip()]
+        return {r["epoch"] for r in rows if r.get("kind") == "val"}
+
     def before_train_epoch(self, runner: Any) -> None:
         _sync(unwrap(runner.model).data_preprocessor.device)
         self._t_epoch = time.perf_counter()
