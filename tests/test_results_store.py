@@ -8,7 +8,8 @@ import pytest
 from _results_fixtures import make_record, write_run
 
 from mixbench.errors import ConfigError
-from mixbench.results.record import SCHEMA_VERSION, as_float, load_record, read_record, validate_record, write_record
+from mixbench.results.record import (SCHEMA_VERSION, as_float, is_valid_record, load_record, read_record,
+                                     validate_record, write_record)
 from mixbench.results.store import read_curve, scan
 
 
@@ -38,6 +39,14 @@ def test_validate_names_the_bad_field(mutate, expected):
     mutate(rec)
     problems = validate_record(rec)
     assert any(p.startswith(expected) for p in problems), problems
+    assert not is_valid_record(rec)  # the scan's fast path never accepts what validation rejects
+
+
+@pytest.mark.parametrize("rec", [make_record(), make_record(value=float("nan")), make_record(status="failed"),
+                                 make_record(status="running", params={"alpha": 0.2})])
+def test_fast_validity_agrees_on_valid_records(rec):
+    rec = json.loads(json.dumps(rec, allow_nan=True).replace("NaN", '"nan"'))
+    assert validate_record(rec) == [] and is_valid_record(rec)
 
 
 def test_load_record_reasons(tmp_path):
@@ -97,6 +106,14 @@ def test_flattened_columns(tmp_path):
     assert row["params.alpha"] == 0.2 and row["params.partner"] == "perm" and row["params.p"] == "[1, 2]"
     assert row["method_params"] == '{"alpha":0.2,"p":[1,2],"partner":"perm"}'
     assert row["top1.median_last_k"] == 0.75 and row["top1.k"] == 10 and row["time.wall_s"] == 12.5
+
+
+def test_equal_hashing_params_stay_apart(tmp_path):
+    # 1, 1.0 and True hash alike; the scan's params cache must still write each as it is
+    for seed, alpha in enumerate([1, 1.0, True]):
+        write_run(tmp_path, make_record("mixup", seed, 70.0, params={"alpha": alpha}, config_hash="same"))
+    runs = scan(tmp_path).runs.sort_values("seed")
+    assert runs["method_params"].tolist() == ['{"alpha":1}', '{"alpha":1.0}', '{"alpha":true}']
 
 
 def test_read_curve_tolerates_torn_lines_and_resume(tmp_path):

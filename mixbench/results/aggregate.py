@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -85,7 +85,7 @@ class Board:
     def has_reference(self) -> bool:
         return "reference" in self.table.columns
 
-    def row_label(self, row: pd.Series) -> str:
+    def row_label(self, row: Mapping) -> str:
         """What a row compares (method and named params), for legends and bar labels."""
         parts = []
         for c in self.contenders:
@@ -96,7 +96,7 @@ class Board:
                 parts.append(_fmt_key(v))
         return " ".join(parts) or "all"
 
-    def panel_key(self, row: pd.Series) -> str:
+    def panel_key(self, row: Mapping) -> str:
         """The setting a row belongs to (dataset / backbone / epochs), for chart panel titles."""
         parts = []
         for c in self.compare_within:

@@ -12,7 +12,7 @@ import math
 import pandas as pd
 
 from mixbench.results.aggregate import Board
-from mixbench.results.render import CI_NOTE, ci_cell, fmt, key_cell, key_name, value_cell
+from mixbench.results.render import CI_NOTE, ci_cell, fmt, key_cell, key_name, records, value_cell
 
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
            "#bcbd22", "#17becf")
@@ -74,7 +74,7 @@ def board_table(board: Board) -> str:
     th = "".join(f'<th data-key="{_e(k)}"{" class=num" if num else ""} scope="col">{_e(h)}</th>'
                  for h, k, num in heads)
     body = []
-    for _, r in board.table.iterrows():
+    for r in records(board.table):
         cells = [_td(key_cell(r[c]), num=c == "epochs") for c in board.by]
         cells += [_td(value_cell(r), r["mean"], True), _td(str(int(r["n"])), int(r["n"]), True),
                   _td(ci_cell(r), r["ci95"], True), _td(str(int(r["rank"])), int(r["rank"]), True)]
@@ -121,7 +121,7 @@ def bar_chart(board: Board, title: str, rows: pd.DataFrame) -> str:
     for t in ticks:
         parts.append(f'<line x1="{left}" x2="{width}" y1="{y(t):.1f}" y2="{y(t):.1f}" stroke="#e5e5e5"/>'
                      f'<text x="{left - 6}" y="{y(t) + 4:.1f}" text-anchor="end">{t:g}</text>')
-    for i, ((_, r), m, s, ref) in enumerate(zip(rows.iterrows(), means, stds, refs)):
+    for i, (r, m, s, ref) in enumerate(zip(records(rows), means, stds, refs)):
         x = left + gap + i * (bw + gap)
         color = PALETTE[i % len(PALETTE)]
         label = board.row_label(r)
@@ -187,7 +187,7 @@ def excluded_section(board: Board) -> str:
     if len(board.excluded):
         rows = "".join(f"<tr><td>{_e(r.get('run_id', r.get('path')))}</td><td>{_e(r.get('method'))}</td>"
                        f"<td>{_e(key_cell(r.get('seed')))}</td><td>{_e(r['reason'])}</td></tr>"
-                       for _, r in board.excluded.iterrows())
+                       for r in records(board.excluded))
         out.append('<h2>Excluded runs (failed, NaN or unfinished; not on the board)</h2><table id="excluded">'
                    f"<thead><tr><th>Run</th><th>Method</th><th>Seed</th><th>Reason</th></tr></thead>"
                    f"<tbody>{rows}</tbody></table>")

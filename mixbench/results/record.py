@@ -80,9 +80,14 @@ def _json_safe(obj: Any) -> Any:
     return obj
 
 
+def record_text(record: Mapping[str, Any]) -> str:
+    """The exact text of ``record.json`` for ``record`` (NaN/inf metric values as strings)."""
+    return json.dumps(_json_safe(record), indent=2, sort_keys=True) + "\n"
+
+
 def write_record(path: str | os.PathLike, record: Mapping[str, Any]) -> None:
     """Write ``record`` as JSON atomically; NaN/inf metric values are kept as strings."""
-    atomic_write_text(path, json.dumps(_json_safe(record), indent=2, sort_keys=True) + "\n")
+    atomic_write_text(path, record_text(record))
 
 
 def read_record(path: str | os.PathLike) -> dict[str, Any]:
@@ -104,11 +109,16 @@ def as_float(value: Any) -> float:
 def load_record(path: str | os.PathLike) -> tuple[dict[str, Any] | None, str | None]:
     """Read and validate one record; return ``(record, None)`` or ``(None, one-line reason)``."""
     try:
-        rec = read_record(path)
+        # bytes straight to json.loads: no text-layer decode pass (a store scan reads thousands of these)
+        with open(path, "rb") as f:
+            data = f.read()
+        rec = json.loads(data)
     except (OSError, UnicodeDecodeError) as e:
         return None, f"unreadable ({e.__class__.__name__}: {e})"
     except json.JSONDecodeError as e:
         return None, f"not valid JSON (line {e.lineno}, column {e.colno}: {e.msg}); partial write?"
+    if is_valid_record(rec):
+        return rec, None
     problems = validate_record(rec)
     if problems:
         more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
@@ -120,6 +130,42 @@ def _metric_value_ok(value: Any) -> bool:
     if value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)):
         return True
     return isinstance(value, str) and value.strip().lower() in _NON_FINITE
+
+
+# Exact JSON types per field for :func:`is_valid_record` (json.loads never yields subclasses).
+_EXACT = tuple((key, frozenset(types)) for key, types in _REQUIRED.items())
+_NUMBER_TYPES = frozenset((int, float))
+_MISSING = object()
+
+
+def is_valid_record(rec: Any) -> bool:
+    """True when ``rec`` is certainly valid: the fast path of a store scan.
+
+    It accepts only what :func:`validate_record` accepts, checking exact JSON types without building
+    messages; anything unusual (a missing field, a bool where an int belongs, a dict subclass) returns False
+    and the caller falls back to :func:`validate_record` for the reasons.
+    """
+    if type(rec) is not dict:
+        return False
+    get = rec.get
+    for key, types in _EXACT:
+        if type(get(key, _MISSING)) not in types:
+            return False
+    if rec["schema"] != SCHEMA_VERSION or rec["status"] not in STATUSES:
+        return False
+    for m in rec["metrics"].values():
+        if type(m) is not dict:
+            return False
+        for d in METRIC_DEFS:
+            v = m.get(d, _MISSING)
+            if v is None or type(v) in _NUMBER_TYPES:
+                continue
+            if type(v) is not str or v.strip().lower() not in _NON_FINITE:
+                return False
+        k = m.get("k", _MISSING)
+        if k is not _MISSING and (type(k) is not int or k < 1):
+            return False
+    return rec["status"] != "failed" or bool(rec["error"])
 
 
 def validate_record(rec: Any) -> list[str]:

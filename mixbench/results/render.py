@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import math
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Mapping
 
 import pandas as pd
 
@@ -22,6 +22,11 @@ _EXT = {"md": "md", "csv": "csv", "latex": "tex", "html": "html", "png": "png"}
 _KEY_NAMES = {"dataset": "Dataset", "backbone": "Backbone", "epochs": "Epochs", "method": "Method",
               "method_params": "Params", "label": "Run"}
 CI_NOTE = "95% CI of the mean: t-distribution over seeds"
+
+
+def records(frame: pd.DataFrame) -> list[dict]:
+    """Rows as plain dicts: an order of magnitude cheaper than ``iterrows`` (a Series per row)."""
+    return frame.to_dict("records")
 
 
 def key_name(col: str) -> str:
@@ -48,13 +53,13 @@ def key_cell(x) -> str:
     return fmt(x)
 
 
-def value_cell(row: pd.Series, pm: str = "±") -> str:
+def value_cell(row: Mapping, pm: str = "±") -> str:
     if row["n"] > 1 and not math.isnan(row["std"]):
         return f"{fmt(row['mean'])} {pm} {fmt(row['std'])}"
     return fmt(row["mean"])
 
 
-def ci_cell(row: pd.Series) -> str:
+def ci_cell(row: Mapping) -> str:
     if math.isnan(row["ci95"]):
         return "–"
     return f"[{fmt(row['ci_low'])}, {fmt(row['ci_high'])}]"
@@ -66,7 +71,7 @@ def display_rows(board: Board, pm: str = "±") -> tuple[list[str], list[list[str
     if board.has_reference:
         head += ["Reference", "Δ"]
     rows = []
-    for _, r in board.table.iterrows():
+    for r in records(board.table):
         cells = [key_cell(r[c]) for c in board.by] + [value_cell(r, pm), str(int(r["n"])), ci_cell(r),
                                                     str(int(r["rank"]))]
         if board.has_reference:
@@ -89,7 +94,7 @@ def to_markdown(board: Board) -> str:
     lines += [""]
     lines.append("| " + " | ".join(_md_escape(h) for h in head) + " |")
     lines.append("|" + "|".join("---" if i < len(board.by) else ":-:" for i in range(len(head))) + "|")
-    for cells, (_, r) in zip(rows, board.table.iterrows()):
+    for cells, r in zip(rows, records(board.table)):
         if r["rank"] == 1 and len(board.table) > 1:
             cells = cells[:len(board.by)] + [f"**{cells[len(board.by)]}**"] + cells[len(board.by) + 1:]
         lines.append("| " + " | ".join(_md_escape(c) for c in cells) + " |")
@@ -104,7 +109,7 @@ def _md_excluded(board: Board) -> list[str]:
     if len(board.excluded):
         lines += ["", "### Excluded runs (failed, NaN or unfinished; not on the board)", "",
                   "| Run | Method | Seed | Reason |", "|---|---|---|---|"]
-        for _, r in board.excluded.iterrows():
+        for r in records(board.excluded):
             lines.append(f"| {_md_escape(str(r.get('run_id', r.get('path'))))} | {_md_escape(str(r.get('method')))}"
                          f" | {key_cell(r.get('seed'))} | {_md_escape(str(r['reason']))} |")
     if board.skipped:
@@ -154,7 +159,7 @@ def to_latex(board: Board) -> str:
         r"\$n\$", "$n$") + "}", r"\begin{tabular}{" + align + "}", r"\toprule",
         " & ".join(latex_escape(h) for h in head) + r" \\", r"\midrule"]
     panel_prev = None
-    for cells, (_, r) in zip(rows, board.table.iterrows()):
+    for cells, r in zip(rows, records(board.table)):
         panel = board.panel_key(r)
         if panel_prev is not None and panel != panel_prev:
             lines.append(r"\midrule")

@@ -71,41 +71,66 @@ def iter_record_paths(roots: Iterable[str | os.PathLike]) -> Iterator[str]:
 
 
 def _walk(top: str) -> Iterator[str]:
-    # os.scandir directly (no Path objects): scanning 10,000 run dirs is most of a board's cost.
-    record = os.path.join(top, RECORD_NAME)
+    # os.scandir and plain string joins (no Path objects): scanning 10,000 run dirs is most of a board's cost.
+    record = top + os.sep + RECORD_NAME
     if os.path.isfile(record):
         yield record  # a run dir holds one run: do not walk its checkpoints / wandb / tensorboard folders
         return
     try:
-        entries = sorted(e.name for e in os.scandir(top) if not e.name.startswith(".") and e.is_dir())
+        with os.scandir(top) as it:
+            entries = sorted(e.path for e in it if e.name[0] != "." and e.is_dir())
     except OSError:
         return
-    for name in entries:
-        yield from _walk(os.path.join(top, name))
+    for path in entries:
+        yield from _walk(path)
 
 
-def flatten_record(rec: Mapping[str, Any], path: str | os.PathLike) -> dict[str, Any]:
-    """One table row from a validated record (see :class:`Store` for the columns)."""
+_SCALAR_TYPES = frozenset((str, int, float, bool, type(None)))
+_METRIC_SUFFIXES = tuple((d, "." + d) for d in METRIC_DEFS)
+
+
+def flatten_record(rec: Mapping[str, Any], path: str | os.PathLike,
+                   _params_json: dict | None = None) -> dict[str, Any]:
+    """One table row from a validated record (see :class:`Store` for the columns).
+
+    ``_params_json`` is a cache of canonical params JSON shared across one scan (most runs of a store
+    share a handful of parameter sets, and ``json.dumps`` is a large part of a scan's cost).
+    """
     row: dict[str, Any] = {k: rec.get(k) for k in _SCALAR_FIELDS}
     params = rec.get("method_params") or {}
-    row["method_params"] = json.dumps(params, sort_keys=True, separators=(",", ":"), default=str)
+    row["method_params"] = _canonical_params(params, _params_json)
     for key, value in params.items():
-        row[f"params.{key}"] = value if _is_scalar(value) else json.dumps(value, sort_keys=True, default=str)
+        row["params." + key] = value if _is_scalar(value) else json.dumps(value, sort_keys=True, default=str)
     for name, m in rec.get("metrics", {}).items():
-        for d in METRIC_DEFS:
-            row[f"{name}.{d}"] = as_float(m.get(d))
+        for d, suffix in _METRIC_SUFFIXES:
+            v = m.get(d)
+            row[name + suffix] = v if type(v) is float else as_float(v)
         if "k" in m:
-            row[f"{name}.k"] = m["k"]
+            row[name + ".k"] = m["k"]
     for group in _FLAT_FIELDS:
         for key, value in (rec.get(group) or {}).items():
             if _is_scalar(value):
-                row[f"{group}.{key}"] = value
+                row[group + "." + key] = value
     row["path"] = os.path.dirname(os.fspath(path))
     return row
 
 
+def _canonical_params(params: Mapping[str, Any], cache: dict | None) -> str:
+    if cache is None:
+        return json.dumps(params, sort_keys=True, separators=(",", ":"), default=str)
+    try:
+        # the value's type is part of the key: 1, 1.0 and True hash alike but are written differently
+        key = tuple((k, type(v), v) for k, v in params.items())
+        hit = cache.get(key)
+    except TypeError:  # list/dict values are not hashable: no caching for those
+        return json.dumps(params, sort_keys=True, separators=(",", ":"), default=str)
+    if hit is None:
+        hit = cache[key] = json.dumps(params, sort_keys=True, separators=(",", ":"), default=str)
+    return hit
+
+
 def _is_scalar(value: Any) -> bool:
-    return value is None or isinstance(value, (str, int, float, bool))
+    return type(value) in _SCALAR_TYPES or isinstance(value, (str, int, float, bool))
 
 
 def scan(roots: Iterable[str | os.PathLike] | str | os.PathLike, *, warn: bool = True) -> Store:
@@ -121,7 +146,7 @@ def scan(roots: Iterable[str | os.PathLike] | str | os.PathLike, *, warn: bool =
     if isinstance(roots, (str, os.PathLike)):
         roots = [roots]
     roots = [str(r) for r in roots]
-    rows, skipped = [], []
+    rows, skipped, params_json = [], [], {}
     for path in iter_record_paths(roots):
         rec, reason = load_record(path)
         if rec is None:
@@ -129,7 +154,7 @@ def scan(roots: Iterable[str | os.PathLike] | str | os.PathLike, *, warn: bool =
             if warn:
                 log.warning("skipping %s: %s", path, reason)
             continue
-        rows.append(flatten_record(rec, path))
+        rows.append(flatten_record(rec, path, params_json))
     runs = pd.DataFrame(rows)
     if runs.empty:
         runs = pd.DataFrame(columns=[*_SCALAR_FIELDS, "method_params", "path"])
