@@ -8,9 +8,13 @@ Deviation, documented: the references call OpenCV's ``StaticSaliencyFineGrained`
 (a host round trip each step). mixbench computes the spectral-residual saliency of Hou & Zhang (CVPR 2007,
 OpenCV's ``StaticSaliencySpectralResidual`` algorithm) on the device with ``torch.fft``: channel-mean grey
 image resized to 64×64, log-amplitude minus its 3×3 box average, inverse FFT with the original phase,
-squared magnitude, Gaussian blur, resized back. One addition to Hou & Zhang: the grey image is made
-mean-free and Hann-windowed before the FFT, otherwise the FFT's wrap-around discontinuity puts the saliency
-peak on the image border (measured: 4 of 4 noisy test images peaked at a corner without it). As in the references the box is centred on the saliency peak
+squared magnitude, 5×5 Gaussian blur, resized back. Measured agreement with OpenCV 5.0 on the 16
+scikit-image sample photos at 224 px (``benchmarks/saliency_agreement.py``): median Pearson correlation 0.93
+with ``StaticSaliencySpectralResidual``; the fine-grained detector the references use is a different algorithm
+(see ``docs/mixups/README.md`` for its numbers). Like OpenCV's, the spectral residual responds to the FFT's
+wrap-around at the image border (4 of 4 noisy synthetic images peaked at a corner); ``window=True`` makes the
+grey image mean-free and Hann-windowed before the FFT to remove that response (a mixbench option).
+As in the references the box is centred on the saliency peak
 of one partner image (``index[0]``) and shared by the batch; ``per_sample=True`` centres each sample's box on
 its own partner's peak.
 """
@@ -35,31 +39,33 @@ def _gaussian_kernel(size: int, sigma: float, device: torch.device) -> Tensor:
     return k / k.sum()
 
 
-def spectral_residual(images: Tensor) -> Tensor:
-    """(k, C, H, W) float images -> (k, H, W) spectral-residual saliency (Hou & Zhang, CVPR 2007), in [0, 1]."""
+def spectral_residual(images: Tensor, window: bool = False) -> Tensor:
+    """(k, C, H, W) float images -> (k, H, W) spectral-residual saliency (Hou & Zhang, CVPR 2007), in [0, 1].
+
+    ``window=True`` makes the grey image mean-free and Hann-windowed before the FFT, which removes the
+    response of the FFT's wrap-around at the image border (see the module docstring)."""
     h, w = images.shape[-2:]
     grey = images.float().mean(dim=1, keepdim=True)
     grey = F.interpolate(grey, size=(_SR_SIZE, _SR_SIZE), mode="bilinear", align_corners=False)
-    # Without a window the FFT's wrap-around makes the image borders the most "salient" pixels; a Hann
-    # window on the mean-free image removes that edge response so the peak lands on the content.
-    win = torch.hann_window(_SR_SIZE, periodic=False, device=images.device)
-    grey = (grey - grey.mean(dim=(2, 3), keepdim=True)) * (win.view(-1, 1) * win.view(1, -1))
+    if window:
+        win = torch.hann_window(_SR_SIZE, periodic=False, device=images.device)
+        grey = (grey - grey.mean(dim=(2, 3), keepdim=True)) * (win.view(-1, 1) * win.view(1, -1))
     spec = torch.fft.fft2(grey)
     log_amp = torch.log(spec.abs().clamp_min(1e-12))
     # the spectrum is periodic (DC at the corner): average with circular padding
     residual = log_amp - F.avg_pool2d(F.pad(log_amp, (1, 1, 1, 1), mode="circular"), 3, stride=1)
     sal = torch.fft.ifft2(torch.polar(torch.exp(residual), spec.angle())).abs().square()
-    k = _gaussian_kernel(9, 2.5, images.device)
-    sal = F.conv2d(F.pad(sal, (4, 4, 0, 0), mode="replicate"), k.view(1, 1, 1, -1))
-    sal = F.conv2d(F.pad(sal, (0, 0, 4, 4), mode="replicate"), k.view(1, 1, -1, 1))
+    k = _gaussian_kernel(5, 8.0, images.device)  # OpenCV's 5×5 Gaussian, σ = 8
+    sal = F.conv2d(F.pad(sal, (2, 2, 0, 0), mode="replicate"), k.view(1, 1, 1, -1))
+    sal = F.conv2d(F.pad(sal, (0, 0, 2, 2), mode="replicate"), k.view(1, 1, -1, 1))
     sal = F.interpolate(sal, size=(h, w), mode="bilinear", align_corners=False).squeeze(1)
     sal = sal - sal.amin(dim=(1, 2), keepdim=True)
     return sal / sal.amax(dim=(1, 2), keepdim=True).clamp_min(1e-12)
 
 
-def saliency_peak(images: Tensor) -> tuple[Tensor, Tensor]:
+def saliency_peak(images: Tensor, window: bool = False) -> tuple[Tensor, Tensor]:
     """(cy, cx) of each image's saliency maximum, int64 (k,)."""
-    sal = spectral_residual(images)
+    sal = spectral_residual(images, window)
     flat = sal.flatten(1).argmax(dim=1)
     return flat // sal.shape[-1], flat % sal.shape[-1]
 
@@ -73,11 +79,14 @@ class SaliencyMix(SampledPolicy):
         prob: probability of mixing a batch (official CIFAR: 0.5).
         partner: ``perm`` (references), ``flip`` or ``roll``.
         per_sample: one λ and box per sample, each at its own partner's peak (references: one per batch).
+        window: Hann-window the image before the FFT so the border does not look salient (see above).
     """
 
-    def __init__(self, alpha: float = 1.0, prob: float = 1.0, partner: str = "perm", per_sample: bool = False):
+    def __init__(self, alpha: float = 1.0, prob: float = 1.0, partner: str = "perm", per_sample: bool = False,
+                 window: bool = False):
         super().__init__(alpha=alpha, prob=prob, partner=partner)
         self.per_sample = bool(per_sample)
+        self.window = bool(window)
 
     def sample(self, inputs: Tensor, labels: Tensor, ctx: MixContext) -> dict:
         n, dev = labels.shape[0], inputs.device
@@ -88,6 +97,6 @@ class SaliencyMix(SampledPolicy):
         """Deterministic op: saliency of ``inputs[index[0]]`` (or of every partner with (N,) λ), box, paste."""
         h, w = inputs.shape[-2:]
         sources = index if lam.numel() > 1 else index[:1]
-        cy, cx = saliency_peak(inputs.index_select(0, sources))
+        cy, cx = saliency_peak(inputs.index_select(0, sources), self.window)
         box = box_from_lam(lam, cy, cx, h, w, rounding="clovaai")
         return paste_boxes(inputs, labels, num_classes, index, box)
