@@ -7,12 +7,16 @@ averages them. Taking the whole :class:`MixBatch` lets a loss read the per-sourc
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mixbench.mixups.base import MixBatch
 from mixbench.registry import LOSSES
+
+if TYPE_CHECKING:  # importing mixbench.mixups here would import every policy, some of which use this module
+    from mixbench.mixups.base import MixBatch
 
 
 def smooth_targets(targets: Tensor, smoothing: float) -> Tensor:
