@@ -42,6 +42,12 @@ def test_digits_split_sizes_and_options():
     assert torch.equal(big.images[:1437], big.images[1437:])
     assert len(DATASETS.get("digits")("val", repeat=3)) == 360
     assert int(train.images.max()) == 255
+    few = DATASETS.get("digits")("train", train_size=200)
+    assert len(few) == 200 and torch.equal(few.images, train.images[:200]) and few.mean == train.mean
+    assert torch.bincount(few.labels, minlength=10).min() >= 10  # the split is shuffled: all classes present
+    assert len(DATASETS.get("digits")("val", train_size=200)) == 360
+    with pytest.raises(ConfigError, match="train_size"):
+        DATASETS.get("digits")("train", train_size=0)
 
 
 def test_synthetic_splits_differ_and_seed_matters():

@@ -40,7 +40,7 @@ def _digits(size: int, split_seed: int) -> dict[str, tuple[Tensor, Tensor]]:
 
 @DATASETS.register_module("digits")
 def digits(split: str, root: str | None = None, size: int = 16, repeat: int = 1,
-           split_seed: int = 0) -> TensorImageDataset:
+           split_seed: int = 0, train_size: int | None = None) -> TensorImageDataset:
     """Offline scikit-learn digits (10 classes), 1×size×size uint8; 1,437 train / 360 val images.
 
     Args:
@@ -50,15 +50,22 @@ def digits(split: str, root: str | None = None, size: int = 16, repeat: int = 1,
         repeat: the training split is repeated this many times per epoch (larger epochs for tiny runs);
             the validation split is never repeated.
         split_seed: seed of the stratified train/val split (``0`` is the documented split).
+        train_size: keep only the first ``train_size`` training images (the split is already shuffled, so
+            every class stays represented); for quick end-to-end tests. ``None`` keeps all 1,437. The
+            normalisation statistics stay those of the full training split, and validation is never cut.
     """
     check_split(split, "digits")
     if size < 8:
         raise ConfigError(f"data.params.size: digits needs size >= 8, got {size}")
     if repeat < 1:
         raise ConfigError(f"data.params.repeat: expected an int >= 1, got {repeat}")
+    if train_size is not None and not 1 <= int(train_size):
+        raise ConfigError(f"data.params.train_size: expected null or an int >= 1, got {train_size}")
     parts = _digits(int(size), int(split_seed))
     mean, std = channel_stats(parts["train"][0])
     images, labels = parts[split]
+    if split == "train" and train_size is not None:
+        images, labels = images[: int(train_size)], labels[: int(train_size)]
     if split == "train" and repeat > 1:
         images, labels = images.repeat(repeat, 1, 1, 1), labels.repeat(repeat)
     return TensorImageDataset(images, labels, 10, mean=mean, std=std)
