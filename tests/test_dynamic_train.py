@@ -3,7 +3,7 @@
 One short run per policy from its experiment file (``configs/digits/<policy>.yaml`` with the small CNN,
 ``configs/digits/vit/<policy>.yaml`` with the small ViT for the attention policies) for a few epochs (the
 CNN runs on a 1,024-image subset, ``data.params.train_size``; the ViT, slower to start learning, on all
-1,437). Each run must finish, write a valid record naming the policy, keep a finite training loss and reach
+1,437, in batches of 32). Each run must finish, write a valid record naming the policy, keep a finite training loss and reach
 a validation top-1 clearly above chance (0.1 on ten classes).
 
 The runs use one intra-op thread: these models are so small that extra threads only add synchronisation,
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.slow
 COMMON = ["schedule.warmup_epochs=0", "eval.median_last_k=1",
           "runtime.progress=off", "runtime.tensorboard=false", "runtime.wandb=off", "runtime.checkpoint_interval=5"]
 CNN = ["model.backbone.width=16", "data.params.train_size=1024", "schedule.epochs=3", "schedule.lr=0.1"]
-VIT = ["schedule.epochs=6"]
+VIT = ["schedule.epochs=6", "data.batch_size=32"]
 # policy -> (experiment file, overrides that keep the run small)
 CASES = {
     "puzzlemix": ("configs/digits/puzzlemix.yaml", CNN + ["mixup.blocks=[2,4]"]),
