@@ -3,8 +3,10 @@ and next to a plain clone of the batch (the memory-traffic floor), all in one pr
 
     python benchmarks/mix_speed.py [--device cpu|cuda] [--batch 128] [--size 224] [--reps 7] [--threads 1] [--out FILE.csv]
 
-Per row: the op, the implementation, the median time in ms over ``--reps`` runs (after one warm-up), the
-ratio to the fastest peer implementation of the same op (mixbench rows only) and the ratio to the clone.
+Per row: the op, the implementation, the median time in ms over ``--reps`` rounds (after one warm-up round;
+each round runs every row once, so load changes on a shared machine hit all rows alike), the ratio to the
+fastest peer implementation of the same op (mixbench rows only) and the ratio to the clone, each the median
+over rounds of the ratio measured within the round.
 Reference implementations that mix in place get a fresh clone before each timed call (not timed). On CUDA
 every mixbench call runs under ``torch.cuda.set_sync_debug_mode("error")``, so a host synchronisation inside a
 policy aborts the benchmark.
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
 import statistics
 import sys
 import time
@@ -71,51 +74,67 @@ def peers(num_classes: int) -> list[tuple[str, str, Callable, bool]]:
     return out
 
 
-def timed(fn: Callable[[], object], reps: int, device: torch.device, setup: Callable[[], None] | None = None) -> float:
-    def once() -> float:
-        if setup is not None:
-            setup()
+def once(fn: Callable[[], object], device: torch.device, setup: Callable[[], None] | None = None) -> float:
+    """Seconds of one call of ``fn`` (``setup`` runs first, untimed)."""
+    if setup is not None:
+        setup()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0
+
+
+def policy_call(policy, x: torch.Tensor, y: torch.Tensor, num_classes: int, ctx: MixContext,
+                device: torch.device) -> Callable[[], object]:
+    """One policy call; on CUDA under ``set_sync_debug_mode("error")`` so a host synchronisation raises."""
+    def call():
         if device.type == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        return time.perf_counter() - t0
-    once()
-    return statistics.median(once() for _ in range(reps)) * 1e3
+            torch.cuda.set_sync_debug_mode("error")
+        try:
+            return policy(x, y, num_classes, ctx)
+        finally:
+            if device.type == "cuda":
+                torch.cuda.set_sync_debug_mode("default")
+    return call
 
 
 def run(device: torch.device, batch: int, size: int, reps: int, num_classes: int = 1000) -> list[dict]:
+    """Time every row round-robin: each of the ``reps`` rounds calls every implementation once, so load
+    changes on a shared machine hit all rows alike. Ratios are medians over rounds of the same-round ratio."""
     g = torch.Generator(device=device).manual_seed(0)
     x = torch.randn((batch, 3, size, size), generator=g, device=device)
     y = torch.randint(0, num_classes, (batch,), generator=g, device=device)
-    rows = [{"op": "clone", "impl": "torch", "ms": timed(lambda: x.clone(), reps, device)}]
     ctx = MixContext(generator=g)
+    jobs = [("clone", "torch", lambda: x.clone(), None)]
     for op, cfg in POLICIES:
-        policy = build(MIXUPS, cfg, "mixup")
-
-        def call(policy=policy):
-            if device.type == "cuda":
-                torch.cuda.set_sync_debug_mode("error")
-            try:
-                return policy(x, y, num_classes, ctx)
-            finally:
-                if device.type == "cuda":
-                    torch.cuda.set_sync_debug_mode("default")
-        rows.append({"op": op, "impl": "mixbench", "ms": timed(call, reps, device)})
+        jobs.append((op, "mixbench", policy_call(build(MIXUPS, cfg, "mixup"), x, y, num_classes, ctx, device), None))
     np.random.seed(0)
     buf = {}
     for op, name, fn, mutates in peers(num_classes):
-        def setup():
+        def setup(mutates=mutates):
             buf["x"] = x.clone() if mutates else x
-        rows.append({"op": op, "impl": name, "ms": timed(lambda fn=fn: fn(buf["x"], y), reps, device, setup)})
-    clone_ms = rows[0]["ms"]
+        jobs.append((op, name, lambda fn=fn: fn(buf["x"], y), setup))
+    times = [[] for _ in jobs]
+    for r in range(reps + 1):  # round 0 warms up
+        for k, (_, _, fn, setup) in enumerate(jobs):
+            t = once(fn, device, setup)
+            if r:
+                times[k].append(t)
+    rows = []
+    for (op, impl, _, _), ts in zip(jobs, times):
+        rows.append({"op": op, "impl": impl, "ms": statistics.median(ts) * 1e3, "_t": ts})
+    clone_t = rows[0]["_t"]
+    paired = lambda a, b: round(statistics.median(p / q for p, q in zip(a, b)), 3)  # noqa: E731
     for r in rows:
-        ref = [p["ms"] for p in rows if p["op"] == r["op"] and p["impl"] not in ("mixbench", "torch")]
-        r["vs_fastest_peer"] = round(r["ms"] / min(ref), 3) if ref and r["impl"] == "mixbench" else ""
-        r["vs_clone"] = round(r["ms"] / clone_ms, 3)
+        ref = [p for p in rows if p["op"] == r["op"] and p["impl"] not in ("mixbench", "torch")]
+        fastest = min(ref, key=lambda p: p["ms"]) if ref else None
+        r["vs_fastest_peer"] = paired(r["_t"], fastest["_t"]) if fastest and r["impl"] == "mixbench" else ""
+        r["vs_clone"] = paired(r["_t"], clone_t)
         r["ms"] = round(r["ms"], 2)
+        del r["_t"]
     return rows
 
 
@@ -124,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--size", type=int, default=224)
-    p.add_argument("--reps", type=int, default=7)
+    p.add_argument("--reps", type=int, default=15)
     p.add_argument("--threads", type=int, default=1,
                    help="CPU threads (default 1: on a shared machine multi-threaded timings are dominated by "
                         "threads waiting for each other)")
@@ -132,11 +151,14 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    load_start = os.getloadavg()[0]
     rows = run(device, args.batch, args.size, args.reps)
+    load_end = os.getloadavg()[0]
     header = ["op", "impl", "ms", "vs_fastest_peer", "vs_clone"]
     note = (f"# {args.batch}x3x{args.size}x{args.size} float32 on {device.type}"
             f" ({torch.cuda.get_device_name() if device.type == 'cuda' else f'{torch.get_num_threads()} threads'}),"
-            f" torch {torch.__version__}, median of {args.reps}")
+            f" torch {torch.__version__}, median of {args.reps} interleaved rounds,"
+            f" load average {load_start:.2f} at start, {load_end:.2f} at end")
     print(note)
     print(" ".join(f"{h:>20}" for h in header))
     for r in rows:

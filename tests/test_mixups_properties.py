@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from mixbench.mixups import _ops
 from mixbench.mixups.base import MixContext, one_hot
 from mixbench.registry import MIXUPS, build
 
@@ -28,6 +29,13 @@ STATIC = {
     "switch": {"policies": [{"type": "mixup", "alpha": 0.8}, {"type": "cutmix", "alpha": 1.0}], "probs": [0.5, 0.5]},
 }
 BINARY_MASK = {"cutmix", "gridmix", "saliencymix", "maskmix"}
+
+
+@pytest.fixture(params=["mask", "host"])
+def path(request, monkeypatch):
+    """Run a test on the vectorised mask path and on the CPU per-row host path (forced for 16 px rows)."""
+    monkeypatch.setattr(_ops, "HOST_ROW_BYTES", 0 if request.param == "host" else 1 << 62)
+    return request.param
 
 
 def make(name: str, **over):
@@ -81,7 +89,7 @@ def check_batch(b, x, y, dtype):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
 @pytest.mark.parametrize("n", [1, 5, 8])
 @pytest.mark.parametrize("name", sorted(STATIC))
-def test_policy_properties(name, n, dtype):
+def test_policy_properties(name, n, dtype, path):
     x, y = batch(n, dtype)
     x_before = x.clone()
     policy = make(name)
@@ -117,7 +125,7 @@ def test_prob_zero_is_identity(name):
     torch.testing.assert_close(b.targets, one_hot(y, K))
 
 
-def test_mixup_injected_exact():
+def test_mixup_injected_exact(path):
     x, y = batch(7)
     lam, index = torch.tensor([0.3]), torch.tensor([3, 0, 6, 1, 2, 5, 4])
     b = make("mixup").mix_with(x, y, K, lam=lam, index=index)
@@ -126,7 +134,7 @@ def test_mixup_injected_exact():
     assert torch.equal(make("mixup").mix_with(x, y, K, lam=torch.ones(1), index=index).inputs, x)
 
 
-def test_cutmix_injected_box():
+def test_cutmix_injected_box(path):
     x, y = batch(4)
     index = torch.tensor([2, 3, 0, 1])
     box = tuple(torch.tensor([v]) for v in (2, 9, 5, 16))  # y1, y2, x1, x2
@@ -156,7 +164,7 @@ def test_flip_with_odd_batch_leaves_middle_unmixed(name):
     torch.testing.assert_close(b.targets[2], one_hot(y[2:3], K)[0])
 
 
-def test_timm_pair_mode_is_symmetric():
+def test_timm_pair_mode_is_symmetric(path):
     x, y = batch(8)
     b = make("timm_mix", mode="pair")(x, y, K, ctx(4))
     torch.testing.assert_close(b.weights[0], b.weights[0].flip(0))
@@ -206,7 +214,7 @@ def test_smoothmix_label_weights_not_inverted():
     assert not torch.allclose(b.weights[0][0], openmixup_anchor_weight)
 
 
-def test_resizemix_patch_is_resized_partner():
+def test_resizemix_patch_is_resized_partner(path):
     import torch.nn.functional as F
     x, y = batch(3)
     index = torch.tensor([2, 0, 1])
@@ -237,3 +245,34 @@ def test_saliencymix_box_centred_on_peak():
     b = make("saliencymix", window=True).mix_with(x, y, K, lam=torch.tensor([0.9]), index=torch.tensor([1, 0]))
     inside = (b.mask[0, 0] == 0).nonzero().float().mean(0)
     assert abs(float(inside[0]) - 21.5) <= 2.5 and abs(float(inside[1]) - 7.5) <= 2.5
+
+
+# Options that reach every branch of the host paths: per-sample boxes, timm modes, both resize modes, border
+# cells of a grid that does not divide the image.
+HOST_CASES = [
+    ("mixup", {}), ("mixup", {"per_sample": True}), ("cutmix", {}), ("cutmix", {"per_sample": True}),
+    ("cutmix", {"cutmix_minmax": [0.2, 0.8]}), ("timm_mix", {"mode": "batch"}), ("timm_mix", {"mode": "pair"}),
+    ("timm_mix", {"mode": "elem"}), ("timm_mix", {"mode": "elem", "mixup_alpha": 0.0}),
+    ("resizemix", {"interpolation": "nearest"}), ("resizemix", {"interpolation": "bilinear"}),
+    ("resizemix", {"per_sample": True, "interpolation": "bilinear", "placement": "inside", "use_alpha": False}),
+    ("fmix", {}), ("gridmix", {}), ("smoothmix", {}), ("saliencymix", {}), ("saliencymix", {"per_sample": True}),
+    ("maskmix", {"mask_patch_size": 5}), ("manifoldmix", {"layers": [0]}),
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+@pytest.mark.parametrize("case", range(len(HOST_CASES)))
+def test_host_path_bit_identical_to_mask_path(case, dtype, monkeypatch):
+    """The CPU per-row host paths and the vectorised (CUDA) mask path give the same bits."""
+    name, over = HOST_CASES[case]
+    x, y = batch(7, dtype)
+    policy = make(name, **over)
+    for seed in range(4):
+        params = policy.sample(x, y, ctx(seed))
+        out = {}
+        for key, row_bytes in (("mask", 1 << 62), ("host", 0)):
+            monkeypatch.setattr(_ops, "HOST_ROW_BYTES", row_bytes)
+            out[key] = policy.mix_with(x, y, K, **params)
+        a, b = out["mask"], out["host"]
+        assert torch.equal(a.inputs, b.inputs) and torch.equal(a.targets, b.targets)
+        assert (a.mask is None and b.mask is None) or torch.equal(a.mask, b.mask)

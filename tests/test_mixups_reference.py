@@ -10,6 +10,7 @@ import torch
 
 import mixbench.mixups  # noqa: F401  (import order: the mixups package first, see the losses package)
 from mixbench.losses.cross_entropy import smooth_targets
+from mixbench.mixups import _ops
 from mixbench.mixups._ops import box_from_lam
 from mixbench.mixups.base import one_hot
 from mixbench.mixups.cutmix import paste_boxes
@@ -18,6 +19,14 @@ from mixbench.mixups.resizemix import paste_resized
 from mixbench.registry import MIXUPS, build
 
 pytestmark = pytest.mark.reference
+
+
+@pytest.fixture(params=["mask", "host"], autouse=True)
+def path(request, monkeypatch):
+    """Every equivalence holds on the vectorised mask path and on the CPU per-row host path (forced here)."""
+    monkeypatch.setattr(_ops, "HOST_ROW_BYTES", 0 if request.param == "host" else 1 << 62)
+    return request.param
+
 K = 10
 N, H, W = 8, 20, 24
 

@@ -3,6 +3,13 @@
 Everything here is deterministic given its tensor arguments (the policies draw the randomness) and runs on the
 inputs' device without host synchronisation: box corners stay tensors and masks are built by comparisons
 against ``arange`` instead of slicing with Python integers.
+
+Host paths: on a CPU tensor, reading a box corner or a partner index is a memory load, not a device
+synchronisation. CPU batches of large images (rows of at least ``HOST_ROW_BYTES``) are therefore mixed row by
+row with Python-integer slices: each output row is written once while it is in cache, a box paste copies only
+the box from the partner instead of reading two whole images, and no full-size mask or gathered partner batch
+is materialised. CUDA tensors (and small CPU rows, where one vectorised op beats a Python loop) take the
+mask path. The two paths give bit-identical results; tests run both (``HOST_PATHS`` / ``HOST_ROW_BYTES``).
 """
 
 from __future__ import annotations
@@ -17,6 +24,44 @@ from mixbench.mixups.base import MixBatch, MixContext, MixPolicy
 # On CPU the partner rows are gathered and blended in chunks of about this many bytes so the gathered copy
 # stays in cache: one pass over memory instead of two (a full gather, then a blend).
 _CPU_CHUNK_BYTES = 1 << 20
+# Host paths on/off, and the smallest row (one sample) in bytes for which they are taken (see module docstring).
+HOST_PATHS = True
+HOST_ROW_BYTES = 1 << 16
+
+
+def host_rows(x: Tensor, *tensors: Tensor) -> bool:
+    """Whether batch ``x`` takes the per-row host path: ``x`` and every tensor in ``tensors`` (indices, box
+    corners, weights) on the CPU, rows of at least ``HOST_ROW_BYTES``, and no autograd graph to record (the
+    host paths write into preallocated rows)."""
+    if not HOST_PATHS or x.device.type != "cpu" or any(t.device.type != "cpu" for t in tensors):
+        return False
+    if torch.is_grad_enabled() and (x.requires_grad or any(t.requires_grad for t in tensors)):
+        return False
+    return x.shape[0] > 0 and x[0].numel() * x.element_size() >= HOST_ROW_BYTES
+
+
+def host_boxes(box: tuple[Tensor, Tensor, Tensor, Tensor]) -> list[tuple[int, int, int, int]]:
+    """Box corners (each (1,) or (N,), CPU) as a list of Python ``(y1, y2, x1, x2)``, one per box."""
+    return list(zip(*(b.reshape(-1).tolist() for b in box)))
+
+
+def paste_row(out: Tensor, x: Tensor, i: int, j: int, box: tuple[int, int, int, int]) -> None:
+    """Host path of one box paste: ``out[i]`` = ``x[i]`` with the box ``[y1, y2) × [x1, x2)`` from ``x[j]``
+    (the copy is still in cache when the box is overwritten)."""
+    y1, y2, x1, x2 = box
+    out[i].copy_(x[i])
+    if j != i and y2 > y1 and x2 > x1:
+        out[i, ..., y1:y2, x1:x2].copy_(x[j, ..., y1:y2, x1:x2])
+
+
+def paste_rows(x: Tensor, index: Tensor, box: tuple[Tensor, Tensor, Tensor, Tensor]) -> Tensor:
+    """Host path of a box paste for the batch (box corners (1,) shared or (N,) per row); equals ``blend``
+    with the 0/1 "outside the box" map."""
+    out = torch.empty_like(x)
+    boxes = host_boxes(box)
+    for i, j in enumerate(index.tolist()):
+        paste_row(out, x, i, j, boxes[0 if len(boxes) == 1 else i])
+    return out
 
 
 def blend(x: Tensor, index: Tensor, weight: Tensor) -> Tensor:
@@ -31,7 +76,13 @@ def blend(x: Tensor, index: Tensor, weight: Tensor) -> Tensor:
     """
     n = x.shape[0]
     weight = weight.to(x.dtype)
+    if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad):
+        return torch.lerp(x[index], x, weight)
     out = torch.empty_like(x)
+    if host_rows(x, index, weight):  # each row blended from views: no gathered partner copy
+        for i, j in enumerate(index.tolist()):
+            torch.lerp(x[j], x[i], weight[0] if weight.shape[0] == 1 else weight[i], out=out[i])
+        return out
     if x.device.type == "cpu":
         step = max(1, _CPU_CHUNK_BYTES // max(1, x[0].numel() * x.element_size()))
     else:

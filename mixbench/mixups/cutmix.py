@@ -13,8 +13,8 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from mixbench.mixups._ops import (SampledPolicy, blend, box_area_fraction, box_from_lam, box_mask, per_sample,
-                                  rand_box_minmax, rand_center)
+from mixbench.mixups._ops import (SampledPolicy, blend, box_area_fraction, box_from_lam, box_mask, host_rows,
+                                  paste_rows, per_sample, rand_box_minmax, rand_center)
 from mixbench.mixups.base import MixBatch, MixContext, sample_beta, soft_targets
 from mixbench.registry import MIXUPS
 
@@ -36,7 +36,7 @@ def paste_boxes(inputs: Tensor, labels: Tensor, num_classes: int, index: Tensor,
     """
     n, h, w = labels.shape[0], inputs.shape[-2], inputs.shape[-1]
     anchor_map = (~box_mask(box, h, w)).float()  # (1|N, 1, H, W), 1 = anchor pixel
-    x = blend(inputs, index, anchor_map)
+    x = paste_rows(inputs, index, box) if host_rows(inputs, index, *box) else blend(inputs, index, anchor_map)
     weight = 1.0 - box_area_fraction(box, h, w) if lam is None else lam.float()
     weight = per_sample(weight, n)
     anchor = torch.arange(n, device=labels.device)

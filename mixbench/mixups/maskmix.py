@@ -22,15 +22,28 @@ def grid_cells(height: int, width: int, patch: int) -> tuple[int, int]:
     return math.ceil(height / patch), math.ceil(width / patch)
 
 
-def cell_mask(lam: Tensor, scores: Tensor, height: int, width: int, patch: int) -> Tensor:
-    """(N, 1, H, W) float anchor mask: each sample keeps its ``ceil(G·λ)`` lowest-score cells of the grid."""
+def kept_cells(lam: Tensor, scores: Tensor, height: int, width: int, patch: int) -> Tensor:
+    """(N, gh, gw) bool: each sample keeps (as anchor) its ``ceil(G·λ)`` lowest-score cells of the grid."""
     gh, gw = grid_cells(height, width, patch)
-    cells = gh * gw
-    count = torch.ceil(lam.double().reshape(-1, 1) * cells)
+    count = torch.ceil(lam.double().reshape(-1, 1) * (gh * gw))
     rank = scores.argsort(dim=1).argsort(dim=1)
-    keep = (rank < count).view(-1, 1, gh, gw).float()
-    keep = keep.repeat_interleave(patch, dim=2).repeat_interleave(patch, dim=3)
-    return keep[:, :, :height, :width]
+    return (rank < count).view(-1, gh, gw)
+
+
+def cell_mask(keep: Tensor, height: int, width: int, patch: int) -> Tensor:
+    """(N, 1, H, W) float anchor mask from (N, gh, gw) kept cells (cells at the border cropped to the image)."""
+    n, gh, gw = keep.shape
+    full = keep.float().view(n, 1, gh, 1, gw, 1).expand(n, 1, gh, patch, gw, patch)
+    return full.reshape(n, 1, gh * patch, gw * patch)[:, :, :height, :width]
+
+
+def kept_area(keep: Tensor, height: int, width: int, patch: int) -> Tensor:
+    """(N,) float32 anchor area fraction of the kept cells, exact from the cells' pixel counts."""
+    _, gh, gw = keep.shape
+    rows = (height - patch * torch.arange(gh, device=keep.device)).clamp(max=patch)
+    cols = (width - patch * torch.arange(gw, device=keep.device)).clamp(max=patch)
+    pixels = (keep.long() * (rows.view(gh, 1) * cols.view(1, gw))).sum(dim=(1, 2))
+    return pixels.double().div(height * width).float()
 
 
 @MIXUPS.register_module("maskmix")
@@ -63,9 +76,10 @@ class MaskMix(SampledPolicy):
     def mix_with(self, inputs: Tensor, labels: Tensor, num_classes: int, lam: Tensor, scores: Tensor,
                  index: Tensor) -> MixBatch:
         n, h, w = labels.shape[0], inputs.shape[-2], inputs.shape[-1]
-        anchor_map = cell_mask(lam, scores, h, w, self.mask_patch_size)
+        keep = kept_cells(lam, scores, h, w, self.mask_patch_size)
+        anchor_map = cell_mask(keep, h, w, self.mask_patch_size)
         x = blend(inputs, index, anchor_map)
-        weight = anchor_map.mean(dim=(1, 2, 3))
+        weight = kept_area(keep, h, w, self.mask_patch_size)
         anchor = torch.arange(n, device=labels.device)
         weights = [weight, 1.0 - weight]
         return MixBatch(inputs=x, targets=soft_targets(labels, [anchor, index], weights, num_classes),

@@ -17,8 +17,8 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from mixbench.mixups._ops import (SampledPolicy, blend, box_area_fraction, box_from_lam, box_mask, rand_box_minmax,
-                                  rand_center)
+from mixbench.mixups._ops import (SampledPolicy, blend, box_area_fraction, box_from_lam, box_mask, host_boxes,
+                                  host_rows, paste_row, rand_box_minmax, rand_center)
 from mixbench.mixups.base import MixBatch, MixContext, sample_beta, soft_targets
 from mixbench.registry import MIXUPS
 
@@ -114,9 +114,12 @@ class TimmMix(SampledPolicy):
         cut = use_cutmix & (lam != 1.0)
         area_w = 1.0 - box_area_fraction(box, h, w).double()
         weight = torch.where(cut, area_w if (self.correct_lam or self.cutmix_minmax is not None) else lam, lam)
-        keep = ~box_mask(box, h, w)  # (k, 1, H, W)
-        anchor_map = torch.where(cut.view(-1, 1, 1, 1), keep.float(), lam.float().view(-1, 1, 1, 1))
-        x = blend(inputs, index, anchor_map)
+        if host_rows(inputs, index, lam, cut, *box):  # CutMix rows: copy + box; Mixup rows: lerp with λ
+            x, anchor_map = _mix_rows(inputs, index, cut, lam.float(), box)
+        else:
+            keep = ~box_mask(box, h, w)  # (k, 1, H, W)
+            anchor_map = torch.where(cut.view(-1, 1, 1, 1), keep.float(), lam.float().view(-1, 1, 1, 1))
+            x = blend(inputs, index, anchor_map)
         weight = weight.float().expand(n) if weight.numel() == 1 else weight.float()
         anchor = torch.arange(n, device=labels.device)
         weights = [weight, 1.0 - weight]
@@ -134,3 +137,25 @@ def _mirror(lam: Tensor, use_cut: Tensor, box: tuple[Tensor, ...], n: int) -> tu
         mid = torch.full((n % 2,), fill, dtype=t.dtype, device=t.device)
         return torch.cat([t, mid, t.flip(0)])
     return (mirrored(lam, 1.0), mirrored(use_cut, False), tuple(mirrored(b, 0) for b in box))
+
+
+def _mix_rows(inputs: Tensor, index: Tensor, cut: Tensor, lam: Tensor,
+              box: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
+    """Host path of :meth:`TimmMix.mix_with` (CPU): per row a box paste or a lerp with the row's float32 λ
+    (cast like the mask path's anchor map), so no (N, 1, H, W) weight map is read. Returns the mixed batch and
+    the (k, 1, H, W) float32 anchor map, filled row by row (no full-size boolean box masks)."""
+    out = torch.empty_like(inputs)
+    cuts, boxes = cut.reshape(-1).tolist(), host_boxes(box)
+    anchor_map = torch.empty((len(cuts), 1) + tuple(inputs.shape[-2:]), device=inputs.device)
+    for k, (is_cut, (y1, y2, x1, x2)) in enumerate(zip(cuts, boxes)):
+        anchor_map[k].fill_(1.0 if is_cut else lam[k])
+        if is_cut:
+            anchor_map[k, :, y1:y2, x1:x2] = 0.0
+    weight = lam.to(inputs.dtype)
+    for i, j in enumerate(index.tolist()):
+        k = 0 if len(cuts) == 1 else i
+        if cuts[k]:
+            paste_row(out, inputs, i, j, boxes[k])
+        else:
+            torch.lerp(inputs[j], inputs[i], weight[k], out=out[i])
+    return out, anchor_map
