@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from mixbench.datasets import TensorImageDataset, build_loader
-from mixbench.datasets.loaders import EpochDataLoader, EpochSampler, ResidentLoader, crop_flip
+from mixbench.datasets.loaders import EpochDataLoader, EpochSampler, ResidentLoader, crop_flip, resize_images
 from mixbench.errors import ConfigError
 
 
@@ -115,7 +115,29 @@ def test_resident_loader_places_batches_on_device():
     assert batch["inputs"].device.type == "cpu"
 
 
-@pytest.mark.parametrize("kwargs", [dict(resident="gpu"), dict(batch_size=0), dict(crop_padding=-1)])
+@pytest.mark.parametrize("train", [True, False])
+def test_resize_same_on_both_paths_and_after_the_crop(train):
+    ds = ramp_dataset()
+    kw = dict(train=train, batch_size=8, crop_padding=1, hflip=True, seed=3, resize=12)
+    res, dl = build_loader(ds, resident="device", **kw), build_loader(ds, resident="dataloader", **kw)
+    plain = build_loader(ds, resident="device", **(kw | {"resize": None}))
+    for a, b, p in zip(batches(res, 1), batches(dl, 1), batches(plain, 1)):
+        assert a[0].shape[1:] == (2, 12, 12) and a[0].dtype == torch.uint8
+        assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+        # the resize is applied to the cropped/flipped batch, bilinear, rounded back to uint8
+        ref = torch.nn.functional.interpolate(p[0].float(), size=(12, 12), mode="bilinear", align_corners=False)
+        assert torch.equal(a[0], ref.round().clamp(0, 255).to(torch.uint8))
+    assert dl.dataset.image_size == (12, 12)
+
+
+def test_resize_images_identity_and_constant():
+    x = torch.full((2, 3, 4, 4), 77, dtype=torch.uint8)
+    assert resize_images(x, None) is x and resize_images(x, 4) is x
+    assert torch.equal(resize_images(x, 9), torch.full((2, 3, 9, 9), 77, dtype=torch.uint8))
+
+
+@pytest.mark.parametrize("kwargs", [dict(resident="gpu"), dict(batch_size=0), dict(crop_padding=-1),
+                                    dict(resize=0)])
 def test_bad_loader_options_are_config_errors(kwargs):
     args = dict(train=True, batch_size=4) | kwargs
     with pytest.raises(ConfigError):

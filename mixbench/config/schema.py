@@ -56,6 +56,7 @@ class DataCfg:
     resident: str = "auto"
     crop_padding: int = 0
     hflip: bool = False
+    resize: Optional[int] = None  # bilinear resize (train and val) in the loader, e.g. 224 for ViTs on CIFAR
     params: Dict[str, Any] = field(default_factory=dict)
 
 

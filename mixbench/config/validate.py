@@ -121,6 +121,9 @@ def validate(raw: Mapping[str, Any], source: ConfigSource) -> dict:
     return cfg
 
 
+UNSET_IS_ABSENT = ("data.resize",)
+
+
 def semantic_view(cfg: Mapping[str, Any]) -> dict:
     """The config without the keys that do not change what a run computes (see ``NON_SEMANTIC_KEYS``)."""
     out = copy.deepcopy(dict(cfg))
@@ -130,6 +133,14 @@ def semantic_view(cfg: Mapping[str, Any]) -> dict:
         for p in parents:
             node = node.get(p, {})
         node.pop(leaf, None)
+    # optional keys added after runs were recorded: unset, they leave the hash of older configs unchanged
+    for dotted in UNSET_IS_ABSENT:
+        *parents, leaf = dotted.split(".")
+        node = out
+        for p in parents:
+            node = node.get(p, {})
+        if node.get(leaf, 0) is None:
+            node.pop(leaf)
     return out
 
 

@@ -66,6 +66,19 @@ def crop_flip(images: Tensor, dy: Tensor, dx: Tensor, flip: Tensor, padding: int
     return out * valid.to(out.dtype)
 
 
+def resize_images(images: Tensor, size: int | None) -> Tensor:
+    """Bilinear resize of a uint8 N×C×H×W batch to ``size``×``size``, back to uint8 (round half to even, clamp).
+
+    Used to feed 32×32 CIFAR images to models built for 224 px (OpenMixup's CIFAR-100 ViT recipe); the batch
+    is resized where it lies (on the device for the resident path). ``None`` or the current size is a no-op.
+    Bilinear without antialiasing (``align_corners=False``): the same operation on both loader paths.
+    """
+    if size is None or tuple(images.shape[-2:]) == (size, size):
+        return images
+    out = torch.nn.functional.interpolate(images.float(), size=(size, size), mode="bilinear", align_corners=False)
+    return out.round_().clamp_(0, 255).to(torch.uint8)
+
+
 class EpochSampler(Sampler):
     """Per-epoch seeded order and augmentation parameters, sharded by rank (see the module docstring).
 
@@ -122,11 +135,15 @@ class AugmentedDataset(ImageDataset):
     :func:`crop_flip` the resident path applies to whole batches.
     """
 
-    def __init__(self, dataset: ImageDataset, crop_padding: int = 0, hflip: bool = False):
+    def __init__(self, dataset: ImageDataset, crop_padding: int = 0, hflip: bool = False,
+                 resize: int | None = None):
         self.base, self.crop_padding, self.hflip = dataset, int(crop_padding), bool(hflip)
+        self.resize = resize
         for attr in ("num_classes", "image_size", "in_chans", "mean", "std", "classes"):
             if hasattr(dataset, attr):
                 setattr(self, attr, getattr(dataset, attr))
+        if resize is not None:
+            self.image_size = (int(resize), int(resize))
 
     def __len__(self) -> int:
         return len(self.base)
@@ -140,6 +157,8 @@ class AugmentedDataset(ImageDataset):
         if self.crop_padding > 0 or (self.hflip and flip):
             image = crop_flip(image.unsqueeze(0), torch.tensor([dy]), torch.tensor([dx]), torch.tensor([flip]),
                               self.crop_padding)[0]
+        if self.resize is not None:
+            image = resize_images(image.unsqueeze(0), self.resize)[0]
         return image, int(label)
 
 
@@ -153,8 +172,10 @@ class EpochDataLoader(DataLoader):
     """The DataLoader path: worker processes decode/crop/flip on the CPU; batches come back pinned on CUDA."""
 
     def __init__(self, dataset: ImageDataset, *, sampler: EpochSampler, batch_size: int, drop_last: bool,
-                 num_workers: int = 0, pin_memory: bool = False, crop_padding: int = 0, hflip: bool = False):
-        super().__init__(AugmentedDataset(dataset, crop_padding, hflip), batch_size=batch_size, sampler=sampler,
+                 num_workers: int = 0, pin_memory: bool = False, crop_padding: int = 0, hflip: bool = False,
+                 resize: int | None = None):
+        super().__init__(AugmentedDataset(dataset, crop_padding, hflip, resize), batch_size=batch_size,
+                         sampler=sampler,
                          drop_last=drop_last, num_workers=num_workers, collate_fn=collate,
                          pin_memory=pin_memory, persistent_workers=num_workers > 0)
         self.resident = False
@@ -173,8 +194,9 @@ class ResidentLoader(DataLoader):
     """
 
     def __init__(self, dataset: ImageDataset, *, sampler: EpochSampler, batch_size: int, drop_last: bool,
-                 device: torch.device, crop_padding: int = 0, hflip: bool = False):
+                 device: torch.device, crop_padding: int = 0, hflip: bool = False, resize: int | None = None):
         super().__init__(dataset, batch_size=batch_size, sampler=sampler, drop_last=drop_last, num_workers=0)
+        self.resize = resize
         tensors = dataset.tensors()
         if tensors is None:
             raise ConfigError(f"data.resident: 'device' needs an in-memory dataset; {type(dataset).__name__} "
@@ -204,6 +226,8 @@ class ResidentLoader(DataLoader):
             images = self.images[idx]
             if augment:
                 images = crop_flip(images, dy[sl], dx[sl], flip[sl], self.crop_padding)
+            # resize after the crop, as a transform pipeline would: the crop works on the stored size
+            images = resize_images(images, self.resize)
             yield {"inputs": images, "labels": self.labels[idx]}
 
 
@@ -220,7 +244,7 @@ def _resident_fits(dataset: ImageDataset, device: torch.device) -> bool:
 def build_loader(dataset: ImageDataset, *, train: bool, batch_size: int, device: torch.device | str = "cpu",
                  resident: str = "auto", num_workers: int = 0, crop_padding: int = 0, hflip: bool = False,
                  seed: int = 0, rank: int = 0, world_size: int = 1,
-                 drop_last: bool | None = None) -> DataLoader:
+                 drop_last: bool | None = None, resize: int | None = None) -> DataLoader:
     """Build the loader for one split (interface A).
 
     Args:
@@ -236,6 +260,8 @@ def build_loader(dataset: ImageDataset, *, train: bool, batch_size: int, device:
         seed: with the epoch, fixes the order and augmentation.
         rank: this process's rank; world_size: number of processes (sharding like DistributedSampler).
         drop_last: drop the last incomplete batch; defaults to ``train``.
+        resize: resize every image (train and val, after crop/flip) bilinearly to ``resize``×``resize``
+            (:func:`resize_images`), batched on the device for the resident path; ``None`` keeps the stored size.
     """
     if resident not in RESIDENT_MODES:
         raise ConfigError(f"data.resident: expected one of {list(RESIDENT_MODES)}, got {resident!r}")
@@ -243,6 +269,9 @@ def build_loader(dataset: ImageDataset, *, train: bool, batch_size: int, device:
         raise ConfigError(f"data.batch_size: expected a positive int, got {batch_size}")
     if crop_padding < 0 or num_workers < 0:
         raise ConfigError("data: crop_padding and num_workers must be >= 0")
+    if resize is not None and int(resize) < 1:
+        raise ConfigError(f"data.resize: expected null or a positive int, got {resize}")
+    resize = None if resize is None else int(resize)
     device = torch.device(device)
     drop_last = train if drop_last is None else bool(drop_last)
     if not train:
@@ -251,7 +280,7 @@ def build_loader(dataset: ImageDataset, *, train: bool, batch_size: int, device:
                            rank=rank, world_size=world_size, drop_last=drop_last)
     if resident == "device" or (resident == "auto" and _resident_fits(dataset, device)):
         return ResidentLoader(dataset, sampler=sampler, batch_size=batch_size, drop_last=drop_last,
-                              device=device, crop_padding=crop_padding, hflip=hflip)
+                              device=device, crop_padding=crop_padding, hflip=hflip, resize=resize)
     return EpochDataLoader(dataset, sampler=sampler, batch_size=batch_size, drop_last=drop_last,
                            num_workers=num_workers, pin_memory=device.type == "cuda",
-                           crop_padding=crop_padding, hflip=hflip)
+                           crop_padding=crop_padding, hflip=hflip, resize=resize)

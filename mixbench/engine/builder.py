@@ -53,13 +53,16 @@ def build_data(cfg: Mapping[str, Any], device: torch.device, info: DistInfo, *, 
     train_set = factory("train", root=d["root"], **d["params"]) if train else None
     ref = train_set if train_set is not None else val_set
     common = dict(device=device, resident=d["resident"], num_workers=d["num_workers"], seed=cfg["seed"],
-                  rank=info.rank, world_size=info.world_size)
+                  rank=info.rank, world_size=info.world_size, resize=d.get("resize"))
     train_loader = None
     if train_set is not None:
         train_loader = build_loader(train_set, train=True, batch_size=d["batch_size"], crop_padding=d["crop_padding"],
                                     hflip=d["hflip"], **common)
     val_loader = build_loader(val_set, train=False, batch_size=d["val_batch_size"] or d["batch_size"], **common)
     return Data(train_loader, val_loader, ref.num_classes, ref.in_chans, tuple(ref.mean), tuple(ref.std))
+
+
+NO_DECAY_KEYS = ("cls_token", "dist_token", "reg_token", "pos_embed", "relative_position_bias_table")
 
 
 def optim_wrapper_cfg(cfg: Mapping[str, Any]) -> dict:
@@ -75,7 +78,9 @@ def optim_wrapper_cfg(cfg: Mapping[str, Any]) -> dict:
     if s["clip_grad"]:
         wrapper["clip_grad"] = dict(max_norm=float(s["clip_grad"]))
     if s["no_decay_norm_bias"]:
-        wrapper["paramwise_cfg"] = dict(norm_decay_mult=0.0, bias_decay_mult=0.0)
+        # also the ViT/Swin embeddings (DeiT / OpenMixup ViT recipes); names match as substrings
+        wrapper["paramwise_cfg"] = dict(norm_decay_mult=0.0, bias_decay_mult=0.0,
+                                        custom_keys={k: dict(decay_mult=0.0) for k in NO_DECAY_KEYS})
     return wrapper
 
 
