@@ -6,7 +6,9 @@ Reference code: JayQine/ResizeMix ``run_apis/trainer.py`` and ``tools/utils.py``
 
 The resize is done on the device by index arithmetic (separable gathers along H and W), so the box size never
 has to be read back on the host; ``nearest`` matches ``F.interpolate(mode="nearest")`` and ``bilinear``
-matches ``F.interpolate(mode="bilinear", align_corners=False)`` for the box size.
+matches ``F.interpolate(mode="bilinear", align_corners=False)`` for the box size. On CPU tensors (where reading
+the box is no synchronisation) only the box of each partner is computed, row by row, by the same arithmetic
+(bit-identical; see ``mixbench.mixups._ops`` on host paths).
 """
 
 from __future__ import annotations
@@ -71,36 +73,49 @@ def _resize_partner(inputs: Tensor, index: Tensor, box: Box, mode: str) -> Tenso
     return _take_cols(out, c0)
 
 
+# Host path: rows resized together in groups whose intermediate row block stays about this size (in cache).
+_GROUP_BYTES = 1 << 19
+
+
 def _paste_resized_rows(inputs: Tensor, index: Tensor, box: Box, mode: str) -> Tensor:
-    """Host path of :func:`paste_resized` (CPU): row by row, only the box of the partner is resized (from the
-    partner image while it is in cache) and pasted into a copy of the anchor. Same arithmetic as
-    :func:`_resize_partner`: a column gather commutes with the element-wise row interpolation."""
+    """Host path of :func:`paste_resized` (CPU): only the box of each partner is resized, a few rows at a time
+    (a group shares one box) so the intermediates stay in cache, and pasted into a copy of the anchors. Same
+    arithmetic as :func:`_resize_partner`: a column pick commutes with the element-wise row interpolation."""
     out = torch.empty_like(inputs)
     boxes = host_boxes(box)
-    c, h, w = inputs.shape[1:]
-    coords = None
-    for i, j in enumerate(index.tolist()):
-        k = 0 if len(boxes) == 1 else i
-        y1, y2, x1, x2 = boxes[k]
-        out[i].copy_(inputs[i])
-        if y2 <= y1 or x2 <= x1:
-            continue
-        if coords is None or len(boxes) > 1:
-            r0, r1, wr = (t[0, y1:y2] for t in _source_coords(box[0][k:k + 1], box[1][k:k + 1], h, mode))
-            c0, c1, wc = (t[0, x1:x2] for t in _source_coords(box[2][k:k + 1], box[3][k:k + 1], w, mode))
-            # column picks as flat offsets into the (C, y2−y1, W) row block: index_select on a flat view is the
-            # fastest CPU gather
-            base = torch.arange(c * (y2 - y1)).view(-1, 1) * w
-            coords = (r0, r1, wr.to(inputs.dtype).view(-1, 1), (base + c0).reshape(-1), (base + c1).reshape(-1),
-                      wc.to(inputs.dtype), (c, y2 - y1, x2 - x1))
-        r0, r1, wr, c0, c1, wc, size = coords
-        rows = inputs[j].index_select(1, r0)
-        if mode == "bilinear":
-            rows = torch.lerp(rows, inputs[j].index_select(1, r1), wr).view(-1)
-            torch.lerp(rows.index_select(0, c0).view(size), rows.index_select(0, c1).view(size), wc,
-                       out=out[i, :, y1:y2, x1:x2])
+    n, c, h, w = inputs.shape
+    for k, (y1, y2, x1, x2) in enumerate(boxes):
+        if len(boxes) == 1:
+            step = max(1, _GROUP_BYTES // max(1, c * (y2 - y1) * w * inputs.element_size()))
+            groups = [(a, min(n, a + step)) for a in range(0, n, step)]
         else:
-            out[i, :, y1:y2, x1:x2].copy_(rows.view(-1).index_select(0, c0).view(size))
+            groups = [(k, k + 1)]
+        if y2 <= y1 or x2 <= x1:
+            for a, b in groups:
+                out[a:b].copy_(inputs[a:b])
+            continue
+        r0, r1, wr = (t[:, y1:y2] for t in _source_coords(box[0][k:k + 1], box[1][k:k + 1], h, mode))
+        c0, c1, wc = (t[0, x1:x2] for t in _source_coords(box[2][k:k + 1], box[3][k:k + 1], w, mode))
+        wr, wc = wr.to(inputs.dtype).view(1, 1, -1, 1), wc.to(inputs.dtype)
+        # flat offsets, computed once per box: source rows of every partner into the (N·C·H, W) view, and column
+        # picks into a group's (M, C, y2−y1, W) row block (index_select on a flat view is the fastest CPU
+        # gather; a smaller group uses a prefix)
+        first = (index.view(-1, 1, 1) * c + torch.arange(c).view(1, c, 1)) * h
+        src0, src1 = ((first + r.view(1, 1, -1)).view(index.shape[0], -1) for r in (r0, r1))
+        block = torch.arange((groups[0][1] - groups[0][0]) * c * (y2 - y1)).view(-1, 1) * w
+        pick0, pick1 = (block + c0).view(-1), (block + c1).view(-1)
+        lines = inputs.view(-1, w)
+        for a, b in groups:
+            out[a:b].copy_(inputs[a:b])
+            size, m = (b - a, c, y2 - y1, x2 - x1), (b - a) * c * (y2 - y1) * (x2 - x1)
+            rows = lines.index_select(0, src0[a:b].reshape(-1))
+            if mode == "bilinear":
+                rows = torch.lerp(rows.view(b - a, c, -1, w), lines.index_select(0, src1[a:b].reshape(-1)).view(
+                    b - a, c, -1, w), wr).view(-1)
+                torch.lerp(rows.index_select(0, pick0[:m]).view(size), rows.index_select(0, pick1[:m]).view(size),
+                           wc, out=out[a:b, :, y1:y2, x1:x2])
+            else:
+                out[a:b, :, y1:y2, x1:x2].copy_(rows.view(-1).index_select(0, pick0[:m]).view(size))
     return out
 
 
