@@ -196,3 +196,44 @@ def test_snapmix_weights_need_not_sum_to_one():
     batch = run("snapmix", {})[4]
     total = batch.weights[0] + batch.weights[1]
     assert not torch.allclose(total, torch.ones_like(total))
+
+
+def test_comixup_smaller_last_group_counts_each_input_once():
+    policy = MIXUPS.get("comixup")(m_part=5, m_block_num=2, m_niter=1)
+    x, y = torch.randn(7, 1, 8, 8), torch.arange(7)
+    g = torch.Generator().manual_seed(0)
+    batch = policy.mix(x, y, 10, MixContext(generator=g, signals={"saliency": lambda: x[:, 0].abs()}))
+    torch.testing.assert_close(batch.targets.sum(1), torch.ones(7))
+    grid = batch.extras["grid"]
+    assert (grid[:5] < 5).all() and (grid[5:] >= 5).all()  # outputs take blocks from their own group only
+    for idx, w in zip(batch.indices, batch.weights):  # weight = realised area of that source
+        area = (grid == idx.view(-1, 1, 1)).float().mean((1, 2))
+        torch.testing.assert_close(w, area * (w > 0))
+
+
+def test_comixup_sequential_assignment_lowers_energy_and_spreads_inputs():
+    from mixbench.mixups.base import sample_gamma
+    from mixbench.mixups.comixup import assign, block_counts, comix_energy, compatibility
+
+    gen = torch.Generator().manual_seed(0)
+    m, b = 8, 4
+    sal = torch.rand(3, m, 16, 16, generator=gen) ** 4
+    policy = MIXUPS.get("comixup")(m_part=m)
+    unary, comp = policy.unaries(sal, sample_gamma(2.0, (3, m), gen, torch.device("cpu"))), compatibility(sal, 0.001)
+    init = torch.randint(m, (3, m, b, b), generator=gen)
+    labels = assign(unary, comp, init, 0.32, 1.0, 0.83, 4, m)
+    args = (unary, comp, 0.32, 1.0, 0.83)
+    assert (comix_energy(labels, *args) < comix_energy(init, *args)).all()
+    # the diversity threshold keeps any input below about two outputs' worth of blocks
+    assert (block_counts(labels, m).sum(1) / (b * b)).max() <= 2.0
+
+
+def test_potts_messages_match_the_dense_distance():
+    from mixbench.mixups._graphcut import belief_propagation
+
+    gen = torch.Generator().manual_seed(0)
+    unary = torch.rand(4, 3, 3, 5, generator=gen)
+    vert, horz = torch.rand(4, 2, 3, generator=gen), torch.rand(4, 3, 2, generator=gen)
+    dense = belief_propagation(unary, vert, horz, 4, dist=1.0 - torch.eye(5))
+    torch.testing.assert_close(belief_propagation(unary, vert, horz, 4, dist="potts"), dense)
+    assert torch.equal(solve(unary, vert, horz, dist="potts"), solve(unary, vert, horz, dist=1.0 - torch.eye(5)))
