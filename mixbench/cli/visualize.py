@@ -10,12 +10,14 @@ from __future__ import annotations
 import argparse
 import io
 import textwrap
+from dataclasses import replace
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 import yaml
 
+from mixbench.cli.visualize_model import reads_model, run_model_step
 from mixbench.errors import ConfigError
 from mixbench.mixups.base import MixContext
 from mixbench.registry import MIXUPS, build
@@ -58,29 +60,75 @@ def parse_options(items: list[str]) -> dict:
     return opts
 
 
-def draw(x: torch.Tensor, batch, names: list[str], title: str, out: str) -> None:
+def shown_rows(batch, n: int) -> list[int]:
+    """Rows of the mixed batch to draw: the first ``n``, or the first mixed copy when the policy appends
+    copies after the clean batch (RankMixup's N·(1 + num_mixup) rows)."""
+    extra = batch.inputs.shape[0] > n and "rank_mixup" in batch.extras
+    return list(range(n, 2 * n)) if extra else list(range(n))
+
+
+def partner_of(batch, row: int) -> int:
+    """The source with the largest label weight besides the anchor (Co-Mixup has many)."""
+    if batch.num_sources < 2:
+        return int(batch.indices[0][row])
+    k = max(range(1, batch.num_sources), key=lambda j: float(batch.weights[j][row]))
+    return int(batch.indices[k][row])
+
+
+def weight_text(batch, row: int, names: list[str], before=None, top: int = 4) -> str:
+    """Label weights of one row, largest first; ``(was w)`` where a relabel step changed them."""
+    parts = []
+    for k, (idx, w) in enumerate(zip(batch.indices, batch.weights)):
+        value = float(w[row])
+        old = None if before is None else float(before.weights[k][row])
+        if value > 1e-4 or (old is not None and old > 1e-4):
+            text = f"{value:.2f} {names[int(batch.labels[int(idx[row])])]}"
+            if old is not None and abs(old - value) > 5e-3:
+                text += f" (was {old:.2f})"
+            parts.append((value, text))
+    parts[1:] = sorted(parts[1:], key=lambda p: -p[0])  # anchor first, then the heaviest partners
+    lines = [t for _, t in parts[:top]]
+    if len(parts) > top:
+        lines.append(f"+{len(parts) - top} more")
+    return "\n".join(lines)
+
+
+def draw(x: torch.Tensor, batch, names: list[str], title: str, out: str, before=None) -> None:
+    """Save the figure: originals, partners, mixed images (label weights under them).
+
+    ``x`` are the images in [0, 1] (row order of the batch given to the policy), ``batch.inputs`` the mixed
+    ones in the same units; ``before`` is the batch before a relabel step, to show how the weights moved.
+    """
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     n = x.shape[0]
-    rows = [("original", x), ("partner", x[batch.indices[1]] if batch.num_sources > 1 else x),
-            ("mixed", batch.inputs)]
-    fig, axes = plt.subplots(3, n, figsize=(2.2 * n, 7.2), squeeze=False)
+    cols = shown_rows(batch, n)
+    mixed = batch.mix_features(batch.inputs) if batch.layer == 0 else batch.inputs
+    # a feature-level batch whose inputs are the originals (up to the de-normalisation's rounding)
+    features_only = bool(batch.layer) and torch.allclose(batch.inputs[cols].float(), x[[r % n for r in cols]].float(),
+                                                         atol=1e-4)
+    rows = [("original", [x[r % n] for r in cols]), ("partner", [x[partner_of(batch, r) % n] for r in cols]),
+            ("input (features mixed)" if features_only else "mixed", [mixed[r] for r in cols])]
+    fig, axes = plt.subplots(3, len(cols), figsize=(2.2 * len(cols), 7.4), squeeze=False)
     for r, (label, imgs) in enumerate(rows):
-        for c in range(n):
+        for c, img in enumerate(imgs):
             ax = axes[r][c]
-            ax.imshow(imgs[c].float().permute(1, 2, 0).clamp(0, 1).numpy(), interpolation="nearest")
+            img = img.detach().float().clamp(0, 1)
+            if img.shape[0] == 1:
+                ax.imshow(img[0].numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+            else:
+                ax.imshow(img.permute(1, 2, 0).numpy(), interpolation="nearest")
             ax.set_xticks([]), ax.set_yticks([])
             if c == 0:
                 ax.set_ylabel(label, fontsize=11)
             if r == 2:
-                parts = [f"{float(w[c]):.2f} {names[int(batch.labels[i[c]])]}"
-                         for i, w in zip(batch.indices, batch.weights) if float(w[c]) > 0]
-                ax.set_xlabel("\n".join(parts), fontsize=8)
-    if batch.layer is not None:
-        title += f"  (features mixed after stage {batch.layer}; inputs unchanged)"
-    fig.suptitle("\n".join(textwrap.wrap(title, 90)), fontsize=10)
+                ax.set_xlabel(weight_text(batch, cols[c], names, before), fontsize=8)
+    if batch.layer:
+        title += f"\n(features mixed after stage {batch.layer}"
+        title += "; inputs unchanged)" if features_only else "; this batch took the input branch)"
+    fig.suptitle("\n".join(line for part in title.split("\n") for line in textwrap.wrap(part, 90)), fontsize=10)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, dpi=72, format="png")
@@ -95,10 +143,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mixup", required=True, help="registered mixup policy name")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="policy options (YAML values)")
     p.add_argument("--config", help="a configs/mixup/NAME.yaml file to take the options from")
-    p.add_argument("--source", default="skimage", help="skimage (default) or digits")
+    p.add_argument("--source", default="skimage", help="skimage (default) or digits (model-free policies)")
     p.add_argument("--n", type=int, default=4, help="number of samples (columns)")
-    p.add_argument("--size", type=int, default=128, help="image side in pixels")
+    p.add_argument("--size", type=int, default=128, help="image side in pixels (model-free policies)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--model", metavar="CONFIG", help="model-reading policies: experiment file or a run's "
+                   "config.yaml (default configs/digits[/vit]/NAME.yaml)")
+    p.add_argument("--checkpoint", help="model-reading policies: weights to load instead of training briefly")
+    p.add_argument("--train-steps", type=int, default=300,
+                   help="model-reading policies without --checkpoint: clean training steps before drawing")
     p.add_argument("--out", help="output PNG (default mixup_<NAME>.png)")
     args = p.parse_args(argv)
     cfg = {}
@@ -108,13 +161,26 @@ def main(argv: list[str] | None = None) -> int:
     cfg.update(parse_options(args.set))
     cfg["type"] = args.mixup
     policy = build(MIXUPS, cfg, "mixup", source=args.config or "")
+    opts = ", ".join(f"{k}={v}" for k, v in cfg.items() if k != "type")
+    out = args.out or f"mixup_{args.mixup}.png"
+    if reads_model(policy) or args.model or args.checkpoint:
+        step = run_model_step(args.mixup, cfg, experiment=args.model, checkpoint=args.checkpoint,
+                              train_steps=args.train_steps, n=args.n, seed=args.seed)
+        show = lambda t: t * step.std + step.mean  # noqa: E731  (normalised -> [0, 1])
+        final = replace(step.final, inputs=show(step.final.inputs))
+        title = f"{args.mixup}({opts})\nmodel: {step.about}"
+        losses = sorted(step.final.extras.get("losses", {}))
+        if losses:
+            title += f"; extra losses: {', '.join(losses)}"
+        relabelled = step.final is not step.mixed
+        draw(show(step.inputs), final, step.classes, title, out, before=step.mixed if relabelled else None)
+        print(out)
+        return 0
     x, labels, names = load_images(args.source, args.n, args.size)
     mean, std = x.mean(dim=(0, 2, 3), keepdim=True), x.std(dim=(0, 2, 3), keepdim=True)
     ctx = MixContext(generator=torch.Generator().manual_seed(args.seed))
     batch = policy((x - mean) / std, labels, len(names), ctx)
     batch.inputs = batch.inputs * std + mean
-    opts = ", ".join(f"{k}={v}" for k, v in cfg.items() if k != "type")
-    out = args.out or f"mixup_{args.mixup}.png"
     draw(x, batch, names, f"{args.mixup}({opts})", out)
     print(out)
     return 0
