@@ -57,6 +57,7 @@ class DataCfg:
     crop_padding: int = 0
     hflip: bool = False
     resize: Optional[int] = None  # bilinear resize (train and val) in the loader, e.g. 224 for ViTs on CIFAR
+    randaugment: Optional[int] = None  # RandAugment magnitude (2 ops, train only), e.g. 7 for the CIFAR ViT recipe
     params: Dict[str, Any] = field(default_factory=dict)
 
 

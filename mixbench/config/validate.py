@@ -121,7 +121,7 @@ def validate(raw: Mapping[str, Any], source: ConfigSource) -> dict:
     return cfg
 
 
-UNSET_IS_ABSENT = ("data.resize",)
+UNSET_IS_ABSENT = ("data.resize", "data.randaugment")
 
 
 def semantic_view(cfg: Mapping[str, Any]) -> dict:

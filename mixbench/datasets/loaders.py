@@ -13,6 +13,12 @@ Both are driven by :class:`EpochSampler`: for each epoch it draws, from a CPU ge
 gives rank ``r`` of ``world_size`` the positions ``r, r + world_size, ...`` (padded by wrapping around like
 :class:`~torch.utils.data.DistributedSampler`, or truncated when ``drop_last``). Resuming at an epoch therefore
 reproduces the batches exactly, and the ranks' shards are disjoint and cover the epoch.
+
+Optional RandAugment (``randaugment=m``: torchvision's ``transforms.v2.RandAugment(num_ops=2, magnitude=m)``)
+runs after the crop and flip and before the resize, per image, on both paths (CPU workers, or image by image
+on the device for the resident path). Each image's draw is seeded by ``(seed, epoch, dataset index)`` through
+:func:`randaugment_seed`; torchvision draws from the global torch RNG, so every call runs inside
+``torch.random.fork_rng`` seeded with that value, which leaves the caller's RNG untouched.
 """
 
 from __future__ import annotations
@@ -37,6 +43,36 @@ def epoch_seed(seed: int, epoch: int) -> int:
     """A 63-bit seed that depends only on ``(seed, epoch)`` (stable across processes and platforms)."""
     digest = hashlib.sha256(f"mixbench-loader:{int(seed)}:{int(epoch)}".encode()).digest()
     return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+def randaugment_seed(seed: int, epoch: int, index: int) -> int:
+    """The RandAugment seed of dataset item ``index`` in ``epoch``: depends on nothing else (not the rank, the
+    batch or the worker), so a resumed run and both loader paths draw the same operations."""
+    digest = hashlib.sha256(f"mixbench-randaugment:{int(seed)}:{int(epoch)}:{int(index)}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+class SeededRandAugment:
+    """torchvision's RandAugment (``num_ops`` operations of ``magnitude`` out of 31 bins) applied to one uint8
+    C×H×W image with an explicit seed, without touching the global RNG of the caller."""
+
+    def __init__(self, magnitude: int, num_ops: int = 2):
+        from torchvision.transforms import v2
+
+        if not 0 <= int(magnitude) <= 30:
+            raise ConfigError(f"data.randaugment: expected null or a magnitude in 0..30, got {magnitude}")
+        self.magnitude, self.num_ops = int(magnitude), int(num_ops)
+        self.op = v2.RandAugment(num_ops=self.num_ops, magnitude=self.magnitude)
+
+    def __call__(self, image: Tensor, seed: int) -> Tensor:
+        # torchvision draws the operations and signs from the CPU generator, also for device images
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return self.op(image)
+
+    def batch(self, images: Tensor, seeds: list[int]) -> Tensor:
+        """Image by image where the batch lies (each image its own operations), restacked."""
+        return torch.stack([self(img, s) for img, s in zip(images, seeds)])
 
 
 def crop_flip(images: Tensor, dy: Tensor, dx: Tensor, flip: Tensor, padding: int) -> Tensor:
@@ -82,8 +118,8 @@ def resize_images(images: Tensor, size: int | None) -> Tensor:
 class EpochSampler(Sampler):
     """Per-epoch seeded order and augmentation parameters, sharded by rank (see the module docstring).
 
-    Iterating yields ``(index, dy, dx, flip)`` tuples of ints for this rank; :meth:`plan` returns the same as
-    four int64 tensors.
+    Iterating yields ``(index, dy, dx, flip, epoch)`` tuples of ints for this rank (the epoch seeds
+    RandAugment in the workers); :meth:`plan` returns the first four as int64 tensors.
     """
 
     def __init__(self, size: int, *, shuffle: bool, crop_padding: int = 0, hflip: bool = False,
@@ -121,24 +157,27 @@ class EpochSampler(Sampler):
         shard = slice(self.rank, self.total, self.world_size)
         return order[shard], dy[shard], dx[shard], flip[shard]
 
-    def __iter__(self) -> Iterator[tuple[int, int, int, int]]:
-        return iter(zip(*(t.tolist() for t in self.plan())))
+    def __iter__(self) -> Iterator[tuple[int, int, int, int, int]]:
+        plan = [t.tolist() for t in self.plan()]
+        return iter(zip(*plan, [self.epoch] * len(plan[0])))
 
     def __len__(self) -> int:
         return self.num_samples
 
 
 class AugmentedDataset(ImageDataset):
-    """Wraps a dataset so that ``view[(i, dy, dx, flip)]`` is ``dataset[i]`` cropped and flipped.
+    """Wraps a dataset so that ``view[(i, dy, dx, flip, epoch)]`` is ``dataset[i]`` cropped, flipped,
+    RandAugment-ed (seeded by ``(seed, epoch, i)``) and resized.
 
     The DataLoader path indexes it with the keys of an :class:`EpochSampler`; the crop is the same
     :func:`crop_flip` the resident path applies to whole batches.
     """
 
     def __init__(self, dataset: ImageDataset, crop_padding: int = 0, hflip: bool = False,
-                 resize: int | None = None):
+                 resize: int | None = None, randaugment: int | None = None, seed: int = 0):
         self.base, self.crop_padding, self.hflip = dataset, int(crop_padding), bool(hflip)
-        self.resize = resize
+        self.resize, self.seed = resize, int(seed)
+        self.randaugment = None if randaugment is None else SeededRandAugment(randaugment)
         for attr in ("num_classes", "image_size", "in_chans", "mean", "std", "classes"):
             if hasattr(dataset, attr):
                 setattr(self, attr, getattr(dataset, attr))
@@ -151,12 +190,14 @@ class AugmentedDataset(ImageDataset):
     def tensors(self) -> tuple[Tensor, Tensor] | None:
         return self.base.tensors()
 
-    def __getitem__(self, key: int | tuple[int, int, int, int]) -> tuple[Tensor, int]:
-        i, dy, dx, flip = key if isinstance(key, tuple) else (key, self.crop_padding, self.crop_padding, 0)
+    def __getitem__(self, key: int | tuple[int, ...]) -> tuple[Tensor, int]:
+        i, dy, dx, flip, *rest = key if isinstance(key, tuple) else (key, self.crop_padding, self.crop_padding, 0)
         image, label = self.base[i]
         if self.crop_padding > 0 or (self.hflip and flip):
             image = crop_flip(image.unsqueeze(0), torch.tensor([dy]), torch.tensor([dx]), torch.tensor([flip]),
                               self.crop_padding)[0]
+        if self.randaugment is not None and rest:
+            image = self.randaugment(image, randaugment_seed(self.seed, rest[0], i))
         if self.resize is not None:
             image = resize_images(image.unsqueeze(0), self.resize)[0]
         return image, int(label)
@@ -173,8 +214,9 @@ class EpochDataLoader(DataLoader):
 
     def __init__(self, dataset: ImageDataset, *, sampler: EpochSampler, batch_size: int, drop_last: bool,
                  num_workers: int = 0, pin_memory: bool = False, crop_padding: int = 0, hflip: bool = False,
-                 resize: int | None = None):
-        super().__init__(AugmentedDataset(dataset, crop_padding, hflip, resize), batch_size=batch_size,
+                 resize: int | None = None, randaugment: int | None = None):
+        view = AugmentedDataset(dataset, crop_padding, hflip, resize, randaugment, sampler.seed)
+        super().__init__(view, batch_size=batch_size,
                          sampler=sampler,
                          drop_last=drop_last, num_workers=num_workers, collate_fn=collate,
                          pin_memory=pin_memory, persistent_workers=num_workers > 0)
@@ -194,9 +236,11 @@ class ResidentLoader(DataLoader):
     """
 
     def __init__(self, dataset: ImageDataset, *, sampler: EpochSampler, batch_size: int, drop_last: bool,
-                 device: torch.device, crop_padding: int = 0, hflip: bool = False, resize: int | None = None):
+                 device: torch.device, crop_padding: int = 0, hflip: bool = False, resize: int | None = None,
+                 randaugment: int | None = None):
         super().__init__(dataset, batch_size=batch_size, sampler=sampler, drop_last=drop_last, num_workers=0)
         self.resize = resize
+        self.randaugment = None if randaugment is None else SeededRandAugment(randaugment)
         tensors = dataset.tensors()
         if tensors is None:
             raise ConfigError(f"data.resident: 'device' needs an in-memory dataset; {type(dataset).__name__} "
@@ -217,8 +261,12 @@ class ResidentLoader(DataLoader):
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
     def __iter__(self) -> Iterator[dict[str, Tensor]]:
-        order, dy, dx, flip = (t.to(self.device) for t in self.sampler.plan())
+        plan = self.sampler.plan()
+        order, dy, dx, flip = (t.to(self.device) for t in plan)
         augment = self.crop_padding > 0 or self.hflip
+        if self.randaugment is not None:  # seeds from the CPU copy of the order: no device-to-host copy
+            s, e = self.sampler.seed, self.sampler.epoch
+            seeds = [randaugment_seed(s, e, i) for i in plan[0].tolist()]
         bs = self.batch_size
         for b in range(len(self)):
             sl = slice(b * bs, (b + 1) * bs)
@@ -226,6 +274,8 @@ class ResidentLoader(DataLoader):
             images = self.images[idx]
             if augment:
                 images = crop_flip(images, dy[sl], dx[sl], flip[sl], self.crop_padding)
+            if self.randaugment is not None:
+                images = self.randaugment.batch(images, seeds[sl])
             # resize after the crop, as a transform pipeline would: the crop works on the stored size
             images = resize_images(images, self.resize)
             yield {"inputs": images, "labels": self.labels[idx]}
@@ -244,7 +294,8 @@ def _resident_fits(dataset: ImageDataset, device: torch.device) -> bool:
 def build_loader(dataset: ImageDataset, *, train: bool, batch_size: int, device: torch.device | str = "cpu",
                  resident: str = "auto", num_workers: int = 0, crop_padding: int = 0, hflip: bool = False,
                  seed: int = 0, rank: int = 0, world_size: int = 1,
-                 drop_last: bool | None = None, resize: int | None = None) -> DataLoader:
+                 drop_last: bool | None = None, resize: int | None = None,
+                 randaugment: int | None = None) -> DataLoader:
     """Build the loader for one split (interface A).
 
     Args:
@@ -262,6 +313,9 @@ def build_loader(dataset: ImageDataset, *, train: bool, batch_size: int, device:
         drop_last: drop the last incomplete batch; defaults to ``train``.
         resize: resize every image (train and val, after crop/flip) bilinearly to ``resize``×``resize``
             (:func:`resize_images`), batched on the device for the resident path; ``None`` keeps the stored size.
+        randaugment: RandAugment magnitude (train only; 2 operations, torchvision's op list, 0..30), applied
+            per image after the crop/flip and before the resize, seeded by ``(seed, epoch, index)``; on the
+            resident path image by image on the device. ``None`` disables it.
     """
     if resident not in RESIDENT_MODES:
         raise ConfigError(f"data.resident: expected one of {list(RESIDENT_MODES)}, got {resident!r}")
@@ -275,12 +329,15 @@ def build_loader(dataset: ImageDataset, *, train: bool, batch_size: int, device:
     device = torch.device(device)
     drop_last = train if drop_last is None else bool(drop_last)
     if not train:
-        crop_padding, hflip = 0, False
+        crop_padding, hflip, randaugment = 0, False, None
+    if randaugment is not None and not 0 <= int(randaugment) <= 30:
+        raise ConfigError(f"data.randaugment: expected null or a magnitude in 0..30, got {randaugment}")
     sampler = EpochSampler(len(dataset), shuffle=train, crop_padding=crop_padding, hflip=hflip, seed=seed,
                            rank=rank, world_size=world_size, drop_last=drop_last)
     if resident == "device" or (resident == "auto" and _resident_fits(dataset, device)):
         return ResidentLoader(dataset, sampler=sampler, batch_size=batch_size, drop_last=drop_last,
-                              device=device, crop_padding=crop_padding, hflip=hflip, resize=resize)
+                              device=device, crop_padding=crop_padding, hflip=hflip, resize=resize,
+                              randaugment=randaugment)
     return EpochDataLoader(dataset, sampler=sampler, batch_size=batch_size, drop_last=drop_last,
                            num_workers=num_workers, pin_memory=device.type == "cuda",
-                           crop_padding=crop_padding, hflip=hflip, resize=resize)
+                           crop_padding=crop_padding, hflip=hflip, resize=resize, randaugment=randaugment)

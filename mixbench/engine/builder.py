@@ -57,7 +57,7 @@ def build_data(cfg: Mapping[str, Any], device: torch.device, info: DistInfo, *, 
     train_loader = None
     if train_set is not None:
         train_loader = build_loader(train_set, train=True, batch_size=d["batch_size"], crop_padding=d["crop_padding"],
-                                    hflip=d["hflip"], **common)
+                                    hflip=d["hflip"], randaugment=d.get("randaugment"), **common)
     val_loader = build_loader(val_set, train=False, batch_size=d["val_batch_size"] or d["batch_size"], **common)
     return Data(train_loader, val_loader, ref.num_classes, ref.in_chans, tuple(ref.mean), tuple(ref.std))
 
