@@ -8,7 +8,9 @@ Dirichlet(α) label prior, the compatibility A, reference β/γ/η/τ/ω) from r
   reference's relative gap (E − E*) / (E_rand − E*) (``match.py``; E_rand: mean over random labellings).
 * ``large``: groups of 20 with 4×4 blocks (the defaults), where no exact minimum is available: mean energy,
   share of inputs left unused, the most any input is used (in outputs' worth) and the relative gap to the
-  sequential order (``m_sweeps`` = group size), for several ``m_sweeps``.
+  sequential order (``m_sweeps`` = group size), for several ``m_sweeps``, and the share of groups where two
+  outputs are identical; also groups of 4 (a batch of 4 at the default ``m_part``). ``resolve`` rows use the
+  reference's ``set_resolve`` tie-break (``m_resolve``).
 
     python benchmarks/comixup_solver_agreement.py --cases 100 [--csv benchmarks/results/comixup_solver_agreement.csv]
 """
@@ -77,18 +79,28 @@ def run_exact(cases: int, gen: torch.Generator) -> list[dict]:
     return rows
 
 
-def run_large(cases: int, gen: torch.Generator) -> list[dict]:
-    m, b = 20, 4
+def identical_outputs(labels) -> torch.Tensor:
+    """(G,) whether two outputs of a group have the same labelling."""
+    flat = labels.flatten(2)
+    same = (flat.unsqueeze(2) == flat.unsqueeze(1)).all(-1)
+    return torch.triu(same, 1).flatten(1).any(1)
+
+
+def run_large(cases: int, gen: torch.Generator, m: int = 20) -> list[dict]:
+    b = 4
     unary, comp = instances(cases, m, b, gen)
     init = torch.randint(m, (cases, m, b, b), generator=gen)
     rand = random_energy(unary, comp, gen)
-    results = {s: assign(unary, comp, init, BETA, GAMMA, THRES, 4, s) for s in (1, 5, 10, m)}
-    ref = energy(results[m], unary, comp)
+    results = {(s, False): assign(unary, comp, init, BETA, GAMMA, THRES, 4, s) for s in sorted({1, 5, 10, m})
+               if s <= m}
+    results[m, True] = assign(unary, comp, init, BETA, GAMMA, THRES, 4, m, resolve=True)
+    ref = energy(results[m, False], unary, comp)
     rows = []
-    for sweeps, lab in results.items():
+    for (sweeps, resolve), lab in results.items():
         e = energy(lab, unary, comp)
         use = block_counts(lab, m).sum(1) / (b * b)
-        rows.append({"case": f"large m={m} b={b}", "m_sweeps": sweeps, "cases": cases,
+        rows.append({"case": f"large m={m} b={b}", "m_sweeps": sweeps, "resolve": resolve, "cases": cases,
+                     "identical_outputs": round(float(identical_outputs(lab).float().mean()), 3),
                      "energy_mean": round(float(e.mean()), 4), "unused_inputs": round(float((use == 0).float().mean()), 3),
                      "max_use": round(float(use.max()), 2),
                      "rel_gap_to_sequential": round(float(((e - ref) / (rand - ref)).mean()), 4)})
@@ -102,8 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     gen = torch.Generator().manual_seed(0)
-    rows = run_exact(min(args.cases, 20), gen) + run_large(args.cases, gen)
-    keys = sorted({k for r in rows for k in r}, key=lambda k: list(rows[0]).index(k) if k in rows[0] else 99)
+    rows = run_exact(min(args.cases, 20), gen) + run_large(args.cases, gen) + run_large(args.cases, gen, m=4)
+    keys = list(dict.fromkeys(k for r in rows for k in r))
     writer = csv.DictWriter(open(args.csv, "w", newline="") if args.csv else sys.stdout, fieldnames=keys)
     writer.writeheader()
     writer.writerows(rows)

@@ -228,6 +228,40 @@ def test_comixup_sequential_assignment_lowers_energy_and_spreads_inputs():
     assert (block_counts(labels, m).sum(1) / (b * b)).max() <= 2.0
 
 
+def test_comixup_resolve_cost_marks_pairs_of_outputs_with_the_same_inputs():
+    from mixbench.mixups.comixup import resolve_cost
+
+    # outputs 0 and 2 use inputs {1, 2}, output 1 uses {0, 1, 3}, output 3 only input 3
+    counts = torch.tensor([[[0., 6, 10, 0], [5, 4, 0, 7], [0, 9, 7, 0], [0, 0, 0, 16]]])
+    want = torch.zeros(1, 4, 4)
+    want[0, 0, 1] = 1  # the first of the pair pays on the first input of the set
+    want[0, 2, 2] = 1  # the second on the second
+    torch.testing.assert_close(resolve_cost(counts), want)
+    # a set of one input is left alone, as in the reference
+    assert resolve_cost(torch.tensor([[[16., 0], [16, 0]]])).sum() == 0
+
+
+def test_comixup_identical_outputs_cost_nothing_extra_below_the_threshold():
+    # The reference's hard threshold charges diversity only where the other outputs use more than τb² blocks of
+    # an input, so a copied output costs just its own unary and smoothness (why small groups get duplicates).
+    from mixbench.mixups.comixup import comix_energy
+
+    gen = torch.Generator().manual_seed(0)
+    m, b, beta = 4, 4, 0.32
+    unary, comp = -torch.rand(1, m, b, b, generator=gen), torch.eye(m).unsqueeze(0)
+    half = torch.zeros(b, b, dtype=torch.long)
+    half[:, 2:] = 1
+    dup = torch.stack([half, half, torch.full((b, b), 2), torch.full((b, b), 3)]).unsqueeze(0)  # outputs 0 and 1 identical
+    u = unary[0].permute(1, 2, 0).expand(m, b, b, m)
+    w = torch.full((m, b - 1, b), beta / 16), torch.full((m, b, b - 1), beta / 16)
+    own = energy(dup[0], u, w[0], w[1].contiguous(), dist="potts").sum()
+    torch.testing.assert_close(comix_energy(dup, unary, comp, beta, 1.0, 0.83)[0], own)  # 8 ≤ 13.28 blocks
+    trip = dup.clone()
+    trip[0, 2] = half  # a third copy: the others now use 16 > 13.28 blocks of inputs 0 and 1
+    own = energy(trip[0], u, w[0], w[1].contiguous(), dist="potts").sum()
+    assert comix_energy(trip, unary, comp, beta, 1.0, 0.83)[0] > own + 1.0
+
+
 def test_potts_messages_match_the_dense_distance():
     from mixbench.mixups._graphcut import belief_propagation
 

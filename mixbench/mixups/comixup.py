@@ -25,9 +25,14 @@ Differences from the reference (measured in ``benchmarks/comixup_solver_agreemen
 * the outputs of a group are re-solved in ``m_sweeps`` slots per round (outputs j ≡ s mod ``m_sweeps`` together,
   given the others), not one after another, so that a round is ``m_sweeps`` solver calls whatever the group size;
   ``m_sweeps = m_part`` is the reference's sequential order;
-* the reference's later-round extension with half/half blocks of two already-used inputs, its
-  ``resolve_label`` tie-break of outputs using the same set of inputs and its early stop are left out: every
-  block comes from one input and the number of rounds is fixed (no host syncs).
+* the reference's later-round extension with half/half blocks of two already-used inputs and its early stop
+  are left out: every block comes from one input and the number of rounds is fixed (no host syncs);
+* its ``resolve_label`` tie-break (``set_resolve``) is opt-in (``m_resolve``), not on by default.
+
+Identical outputs are expected at these settings: the hard threshold makes the diversity term zero while the
+other outputs use at most τb² blocks of each input, so two outputs taking the same salient blocks cost nothing
+more than one. Measured on small groups they are often the lowest energy found (``docs/mixups/dynamic.md``).
+The reference's tie-break separates some of them in the last round, at a measured cost in energy.
 
 Labels: ỹ_j = Σ_k (c_jk / b²)·y_k, each source's realised area. The sources of output j are its group's inputs,
 rotated so that source 0 is input j itself; in a smaller last group the extra sources have weight 0.
@@ -83,10 +88,24 @@ def comix_energy(labels: Tensor, unary: Tensor, comp: Tensor, beta: float, gamma
     return e + beta / cells * cuts.float() + div
 
 
+def resolve_cost(counts: Tensor) -> Tensor:
+    """(G, m_out, m_in) 0/1 extra cost of the reference's ``resolve_label``: for each pair j < j' of outputs
+    using the same set of (at least two) inputs, j pays on the first input of the set and j' on the second."""
+    used = (counts > 0).float()
+    same = (used.unsqueeze(2) - used.unsqueeze(1)).abs().sum(-1) == 0  # (G, m_out, m_out)
+    pair = torch.triu(same, 1) & (used.sum(-1) > 1).unsqueeze(-1)
+    rank = used.cumsum(-1) * used  # 1 at the first used input, 2 at the second
+    first = pair.any(2).unsqueeze(-1) & (rank == 1)
+    second = pair.any(1).unsqueeze(-1) & (rank == 2)
+    return (first | second).float()
+
+
 def assign(unary: Tensor, comp: Tensor, init: Tensor, beta: float, gamma: float, thres: float, niter: int,
-           sweeps: int, solver=solve) -> Tensor:
+           sweeps: int, solver=solve, resolve: bool = False) -> Tensor:
     """Block labellings (G, m_out, b, b) int64 by block-coordinate descent from ``init``: each round re-solves
-    the outputs j ≡ s (mod ``sweeps``) for s = 0..sweeps−1 given the current labellings of the others."""
+    the outputs j ≡ s (mod ``sweeps``) for s = 0..sweeps−1 given the current labellings of the others.
+    ``resolve``: the last round adds γ/b²·``resolve_cost`` of the labellings after the round before (the
+    reference's ``set_resolve``), which separates outputs the energy leaves identical."""
     g, m, b, _ = unary.shape
     cells = b * b
     dev = unary.device
@@ -94,12 +113,15 @@ def assign(unary: Tensor, comp: Tensor, init: Tensor, beta: float, gamma: float,
     labels = init.clone()
     counts = block_counts(labels, m)
     slots = [torch.arange(s, m, sweeps, device=dev) for s in range(min(sweeps, m))]
-    for _ in range(niter):
+    extra = torch.zeros_like(counts)
+    for r in range(niter):
+        if resolve and r == niter - 1 and r > 0:
+            extra = resolve_cost(counts) * (gamma / cells)
         for idx in slots:
             k = idx.numel()
             others = counts.sum(1, keepdim=True) - counts.index_select(1, idx)  # (G, k, m_in)
             # 2γ: the derivative of the pairwise (symmetric) diversity term around the others' labellings
-            mod = diversity_cost(others, comp, 2 * gamma / cells, thres * cells)
+            mod = diversity_cost(others, comp, 2 * gamma / cells, thres * cells) + extra.index_select(1, idx)
             u = (base.unsqueeze(1) + mod.view(g, k, 1, 1, m)).reshape(g * k, b, b, m)
             vert = torch.full((g * k, b - 1, b), beta / cells, device=dev)
             horz = torch.full((g * k, b, b - 1), beta / cells, device=dev)
@@ -125,6 +147,8 @@ class CoMixup(MixPolicy):
         m_sweeps: slots per round; the outputs of a slot are re-solved together (≥ ``m_part``: one output at a
             time, the reference's order and the default; fewer is faster but overshoots the diversity threshold,
             see ``benchmarks/comixup_solver_agreement.py``).
+        m_resolve: the reference's ``set_resolve`` tie-break of outputs using the same inputs in the last round
+            (off by default: it raises the energy, see the benchmark).
         alpha: Dirichlet concentration of the label prior (the reference's ``mixup_alpha``, 2.0 on CIFAR-100).
         prob: probability of mixing a batch.
     """
@@ -133,14 +157,14 @@ class CoMixup(MixPolicy):
 
     def __init__(self, m_part: int = 20, m_block_num: int = 4, m_beta: float = 0.32, m_gamma: float = 1.0,
                  m_eta: float = 0.05, m_thres: float = 0.83, m_omega: float = 0.001, m_niter: int = 4,
-                 m_sweeps: int = 20, alpha: float = 2.0, prob: float = 1.0):
+                 m_sweeps: int = 20, m_resolve: bool = False, alpha: float = 2.0, prob: float = 1.0):
         super().__init__(alpha=alpha, prob=prob, partner="perm")
         if m_part < 2 or m_block_num < 1 or m_niter < 1 or m_sweeps < 1:
             raise ValueError("m_part >= 2, m_block_num >= 1, m_niter >= 1 and m_sweeps >= 1 are required")
         self.m_part, self.m_block_num = int(m_part), int(m_block_num)
         self.m_beta, self.m_gamma, self.m_eta = float(m_beta), float(m_gamma), float(m_eta)
         self.m_thres, self.m_omega = float(m_thres), float(m_omega)
-        self.m_niter, self.m_sweeps = int(m_niter), int(m_sweeps)
+        self.m_niter, self.m_sweeps, self.m_resolve = int(m_niter), int(m_sweeps), bool(m_resolve)
 
     def mix(self, inputs: Tensor, labels: Tensor, num_classes: int, ctx: MixContext) -> MixBatch:
         n, b, dev = labels.shape[0], self.m_block_num, inputs.device
@@ -180,7 +204,7 @@ class CoMixup(MixPolicy):
             lab = torch.zeros(g, 1, b, b, dtype=torch.long, device=inputs.device) if m == 1 else assign(
                 self.unaries(sal, prior[start:stop].view(g, m)), compatibility(sal, self.m_omega),
                 init[start:stop].view(g, m, b, b) % m, self.m_beta, self.m_gamma, self.m_thres, self.m_niter,
-                self.m_sweeps)
+                self.m_sweeps, resolve=self.m_resolve)
             # output j's block p comes from input lab[g, j, p] of the same group
             pix = lab.repeat_interleave(h // b, 2).repeat_interleave(w // b, 3)  # (G, m, H, W)
             src = (pix + torch.arange(g, device=inputs.device).view(g, 1, 1, 1) * m + start).view(-1, 1, h, w)
