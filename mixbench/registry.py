@@ -154,7 +154,20 @@ def build(registry: Registry, cfg: Mapping[str, Any], where: str, source: str = 
     accepted = accepted_options(obj)
     kwargs = {k: v for k, v in extra.items() if k in accepted or _accepts_var_kwargs(obj)}
     kwargs.update(cfg)
-    return obj(**kwargs)
+    try:
+        return obj(**kwargs)
+    except ValueError as exc:  # a component's own check of an option's value: a user mistake, not a bug
+        raise ConfigError(_value_error(str(exc), where, source)) from None
+
+
+def _value_error(message: str, where: str, source: str) -> str:
+    """``partner: expected ...`` from a component → ``mixup.partner: expected ... (in FILE)``."""
+    key = message.split(":", 1)[0].strip()
+    if key.isidentifier():
+        message = f"{where}.{message}"
+    elif not message.startswith(f"{where}"):
+        message = f"{where}: {message}"
+    return message + (f" (in {source})" if source else "")
 
 
 def summary(obj: Any) -> str:

@@ -47,6 +47,7 @@ def test_cfg_prints_resolved_config_and_run_dir(capsys: pytest.CaptureFixture) -
     (["mixup=cutmx"], "cutmix"),
     (["data.root=/does/not/exist"], "/does/not/exist"),
     (["configs/nope.yaml"], "nope.yaml"),
+    (["mixup=cutmix", "mixup.partner=sideways"], "mixup.partner"),  # a value the policy itself rejects
 ])
 def test_bad_input_exits_2_with_one_line(args: list[str], needle: str) -> None:
     proc = run_cli([*args, "--cfg"], ROOT)

@@ -21,7 +21,7 @@ from mixbench.config.compose import ConfigSource
 from mixbench.config.schema import CHOICES, NON_SEMANTIC_KEYS, TrainCfg
 from mixbench.errors import ConfigError
 from mixbench.registry import (BACKBONES, DATASETS, HEADS, LOSSES, MIXUPS, MODELS, accepted_options,
-                               check_options, closest, lookup)
+                               build, check_options, closest, lookup)
 
 
 def _get(cfg: Mapping[str, Any], dotted: str) -> Any:
@@ -96,6 +96,12 @@ def check_components(cfg: Mapping[str, Any], source: ConfigSource) -> None:
         for key, value in node.items():
             if key != "type":
                 check_options(obj, {key: value}, where, source.file_for(f"{where}.{key}"))
+    # Option values are checked by the components themselves; the policy is cheap to build, so a bad value
+    # fails here, before a run dir exists (the model and loss are checked the same way when they are built).
+    try:
+        build(MIXUPS, cfg["mixup"], "mixup")
+    except ConfigError as exc:
+        raise ConfigError(f"{exc} (in {source.file_for(str(exc).split(':', 1)[0])})") from None
     lookup(MODELS, cfg["model"]["type"], f"model.type (in {source.file_for('model.type')})")
     data = cfg["data"]
     ds = lookup(DATASETS, data["type"], f"data.type (in {source.file_for('data.type')})")
