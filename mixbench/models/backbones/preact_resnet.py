@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from mixbench.models.backbones.resnet_cifar import init_weights
 from mixbench.registry import BACKBONES
 
 
@@ -57,9 +58,7 @@ class PreActResNet(nn.Module):
         self.final = nn.Sequential(nn.BatchNorm2d(cin), nn.ReLU(inplace=True))
         self.num_features = cin
         self.num_prefix_tokens = 0
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        init_weights(self)
 
     def mix_points(self) -> list[nn.Module]:
         return [self.layer1, self.layer2, self.layer3, self.layer4]

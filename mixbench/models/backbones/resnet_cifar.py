@@ -94,7 +94,7 @@ class ResNetCIFAR(nn.Module):
         self.layer1, self.layer2, self.layer3, self.layer4 = stages
         self.num_features = cin
         self.num_prefix_tokens = 0
-        _init_weights(self, zero_init_residual)
+        init_weights(self, zero_init_residual)
 
     def mix_points(self) -> list[nn.Module]:
         return [self.layer1, self.layer2, self.layer3, self.layer4]
@@ -104,7 +104,8 @@ class ResNetCIFAR(nn.Module):
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
 
 
-def _init_weights(model: nn.Module, zero_init_residual: bool) -> None:
+def init_weights(model: nn.Module, zero_init_residual: bool = False) -> None:
+    """He-normal convolutions (fan-out), unit/zero BatchNorm; optionally zero the last BN of each residual."""
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")

@@ -12,6 +12,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from mixbench.errors import ConfigError
+from mixbench.models.backbones.resnet_cifar import init_weights
 from mixbench.registry import BACKBONES
 
 
@@ -62,9 +63,7 @@ class WideResNet(nn.Module):
         self.final = nn.Sequential(nn.BatchNorm2d(cin), nn.ReLU(inplace=True))
         self.num_features = cin
         self.num_prefix_tokens = 0
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        init_weights(self)
 
     def mix_points(self) -> list[nn.Module]:
         return [self.block1, self.block2, self.block3]
