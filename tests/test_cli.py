@@ -6,8 +6,10 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from mixbench.cli import main as cli_main
+from mixbench.errors import ConfigError
 from mixbench.registry import REGISTRIES
 from _spine import ROOT, env, run_cli
 
@@ -61,3 +63,22 @@ def test_console_command_dispatches() -> None:
     proc = subprocess.run([sys.executable, "-m", "mixbench.cli.main", "--help"], cwd=ROOT, env=env(),
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "train" in proc.stdout and "list" in proc.stdout
+
+
+@pytest.mark.parametrize("content", [b"garbage\n", b""])
+def test_unreadable_checkpoint_is_one_line(tmp_path, content: bytes) -> None:
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(content)
+    from mixbench.cli.test import load_weights
+
+    with pytest.raises(ConfigError, match="not a readable checkpoint"):
+        load_weights(torch.nn.Linear(2, 2), str(bad))
+
+
+def test_checkpoint_without_state_dict_is_one_line(tmp_path) -> None:
+    bad = tmp_path / "list.pth"
+    torch.save([1, 2, 3], bad)
+    from mixbench.cli.test import load_weights
+
+    with pytest.raises(ConfigError, match="holds no state dict"):
+        load_weights(torch.nn.Linear(2, 2), str(bad))

@@ -25,8 +25,13 @@ def load_weights(model: torch.nn.Module, path: str) -> None:
         raise ConfigError(f"--checkpoint: file '{path}' not found")
     from mixbench.engine.compat import load_trusted_checkpoint
 
-    ckpt = load_trusted_checkpoint(path, map_location="cpu")
-    state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else ckpt
+    try:
+        ckpt = load_trusted_checkpoint(path, map_location="cpu")
+    except Exception as exc:  # torch.load raises many types for a truncated or foreign file
+        raise ConfigError(f"--checkpoint: '{path}' is not a readable checkpoint ({type(exc).__name__})") from exc
+    state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
+    if not isinstance(state, dict):
+        raise ConfigError(f"--checkpoint: '{path}' holds no state dict (expected a mixbench checkpoint)")
     ema = {k[len("ema_model.module."):]: v for k, v in state.items() if k.startswith("ema_model.module.")}
     if ema:
         state = ema
