@@ -3,6 +3,8 @@ model (those are drawn through a classifier built from a digits experiment file)
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import yaml
 from PIL import Image
@@ -10,6 +12,7 @@ from PIL import Image
 from mixbench.config.compose import DEFAULT_CONFIGS
 from mixbench.cli.visualize import main, weight_text
 from mixbench.cli.visualize_model import default_experiment, reads_model, run_model_step
+from mixbench.errors import ConfigError
 from mixbench.registry import MIXUPS, build
 
 MODEL_READING = {"puzzlemix", "attentivemix", "snapmix", "alignmix", "comixup", "transmix", "tokenmix", "mixpro",
@@ -48,3 +51,21 @@ def test_relabel_step_is_recorded():
     assert any(float((a - b).abs().max()) > 0 for a, b in zip(step.final.weights, step.mixed.weights))
     text = weight_text(step.final, 0, step.classes, before=step.mixed)
     assert str(int(step.labels[0])) in text.splitlines()[0]
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--n", "0"], "--n 0"),
+    (["--n", "7"], "--n 7"),
+    (["--n", "11", "--source", "digits"], "--n 11"),
+    (["--size", "0"], "--size 0"),
+    (["--config", "no/such.yaml"], "no/such.yaml"),
+])
+def test_bad_arguments_are_config_errors(tmp_path, args, needle):
+    with pytest.raises(ConfigError, match=re.escape(needle)):
+        main(["--mixup", "cutmix", *args, "--out", str(tmp_path / "x.png")])
+
+
+def test_output_folder_is_created(tmp_path):
+    out = tmp_path / "new" / "dir" / "cutmix.png"
+    assert main(["--mixup", "cutmix", "--n", "2", "--size", "32", "--out", str(out)]) == 0
+    assert out.is_file()

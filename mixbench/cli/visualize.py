@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import textwrap
 from dataclasses import replace
 
@@ -27,6 +28,11 @@ SKIMAGE_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemis
 
 def load_images(source: str, n: int, size: int) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """(n, 3, size, size) float images in [0, 1], labels, class names."""
+    available = {"skimage": len(SKIMAGE_PHOTOS), "digits": 10}.get(source)
+    if available is not None and not 1 <= n <= available:
+        raise ConfigError(f"--n {n}: --source {source} has 1 to {available} images")
+    if size < 1:
+        raise ConfigError(f"--size {size}: expected a positive number of pixels")
     if source == "skimage":
         import skimage.data
         imgs, names = [], []
@@ -154,8 +160,12 @@ def main(argv: list[str] | None = None) -> int:
                    help="model-reading policies without --checkpoint: clean training steps before drawing")
     p.add_argument("--out", help="output PNG (default mixup_<NAME>.png)")
     args = p.parse_args(argv)
+    if args.n < 1:
+        raise ConfigError(f"--n {args.n}: expected at least one sample")
     cfg = {}
     if args.config:
+        if not os.path.isfile(args.config):
+            raise ConfigError(f"--config: file '{args.config}' not found")
         with open(args.config) as f:
             cfg = dict(yaml.safe_load(f) or {})
     cfg.update(parse_options(args.set))
@@ -163,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     policy = build(MIXUPS, cfg, "mixup", source=args.config or "")
     opts = ", ".join(f"{k}={v}" for k, v in cfg.items() if k != "type")
     out = args.out or f"mixup_{args.mixup}.png"
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     if reads_model(policy) or args.model or args.checkpoint:
         step = run_model_step(args.mixup, cfg, experiment=args.model, checkpoint=args.checkpoint,
                               train_steps=args.train_steps, n=args.n, seed=args.seed)
