@@ -276,3 +276,28 @@ def test_host_path_bit_identical_to_mask_path(case, dtype, monkeypatch):
         a, b = out["mask"], out["host"]
         assert torch.equal(a.inputs, b.inputs) and torch.equal(a.targets, b.targets)
         assert (a.mask is None and b.mask is None) or torch.equal(a.mask, b.mask)
+
+
+# A Beta/Dirichlet concentration ≤ 0 is a config error at build time (it used to pass validation and fail with a
+# ValueError traceback at the first training step). α ≤ 0 stays valid where it means "no mixing".
+BAD_CONCENTRATION = [(name, {"alpha": 0.0}) for name in (
+    "fmix", "gridmix", "saliencymix", "maskmix", "manifoldmix", "rankmixup", "transmix", "mixpro", "alignmix",
+    "attentivemix", "snapmix", "puzzlemix", "comixup")] + [
+    ("resizemix", {"alpha": -1.0}), ("tokenmix", {"alpha": 0.0, "lam": None}), ("transmix", {"mixup_alpha": 0.0}),
+    ("tokenmix", {"mixup_alpha": 0.0}), ("mixpro", {"mixup_alpha": 0.0}), ("smmix", {"mixup_alpha": 0.0})]
+
+
+@pytest.mark.parametrize("name,options", BAD_CONCENTRATION)
+def test_non_positive_concentration_is_a_config_error(name, options):
+    from mixbench.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=next(iter(options)) + ": expected a value > 0"):
+        build(MIXUPS, {"type": name, **options}, "mixup")
+
+
+@pytest.mark.parametrize("name,options", [("mixup", {"alpha": 0.0}), ("cutmix", {"alpha": 0.0}),
+                                          ("timm_mix", {"mixup_alpha": 0.0, "cutmix_alpha": 1.0}),
+                                          ("resizemix", {"alpha": 0.0, "use_alpha": False}),
+                                          ("tokenmix", {"alpha": 0.0, "lam": 0.5})])
+def test_zero_alpha_where_it_means_off_or_is_unused(name, options):
+    build(MIXUPS, {"type": name, **options}, "mixup")

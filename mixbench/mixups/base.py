@@ -108,6 +108,14 @@ def soft_targets(labels: Tensor, indices: Sequence[Tensor], weights: Sequence[Te
     return targets
 
 
+def positive(name: str, value: float) -> float:
+    """``value`` as a float if it is > 0 (a Beta/Gamma/Dirichlet concentration), else a ``ValueError`` naming
+    the option (the registry turns it into a one-line config error)."""
+    if not float(value) > 0:
+        raise ValueError(f"{name}: expected a value > 0, got {value}")
+    return float(value)
+
+
 def partner_index(n: int, scheme: str, generator: torch.Generator, device: torch.device) -> Tensor:
     """Partner of each sample: ``perm`` (random permutation), ``flip`` (j = n-1-i), ``roll`` (j = i-1).
 
@@ -178,7 +186,11 @@ class MixPolicy:
     needs: tuple[str, ...] = ()
     relabels: bool = False
 
-    def __init__(self, alpha: float = 1.0, prob: float = 1.0, partner: str = "perm"):
+    def __init__(self, alpha: float = 1.0, prob: float = 1.0, partner: str = "perm", *, check_alpha: bool = True):
+        """``check_alpha``: reject α ≤ 0 here, at build time, since Beta(α, α) needs α > 0; subclasses where
+        α ≤ 0 means "off" or α may be unused pass ``False`` and check it themselves."""
+        if check_alpha:
+            positive("alpha", alpha)
         if partner not in PARTNERS:
             raise ValueError(f"partner: expected one of {PARTNERS}, got {partner!r}")
         if not 0.0 <= prob <= 1.0:

@@ -66,7 +66,7 @@ class CutMix(SampledPolicy):
     def __init__(self, alpha: float = 1.0, prob: float = 1.0, partner: str = "perm",
                  cutmix_minmax: Sequence[float] | None = None, correct_lam: bool = True, rounding: str = "clovaai",
                  per_sample: bool = False):
-        super().__init__(alpha=alpha, prob=prob, partner=partner)
+        super().__init__(alpha=alpha, prob=prob, partner=partner, check_alpha=False)
         if rounding not in ("clovaai", "timm"):
             raise ValueError(f"rounding: expected 'clovaai' or 'timm', got {rounding!r}")
         if cutmix_minmax is not None:

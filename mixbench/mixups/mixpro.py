@@ -27,7 +27,7 @@ from torch import Tensor
 from mixbench.losses.cross_entropy import smooth_targets
 from mixbench.mixups._ops import blend
 from mixbench.mixups._tokens import attention_share, grid_side, model_patch_size, rank_select, tokens_of
-from mixbench.mixups.base import MixBatch, MixContext, MixPolicy, sample_beta, soft_targets
+from mixbench.mixups.base import MixBatch, MixContext, MixPolicy, positive, sample_beta, soft_targets
 from mixbench.models.signals import capture_attention
 from mixbench.registry import MIXUPS
 
@@ -72,7 +72,7 @@ class MixPro(MixPolicy):
         self.mask_patch_size = mask_patch_size
         self.patch_size = patch_size
         self.maskmix_prob = float(maskmix_prob)
-        self.mixup_alpha = float(mixup_alpha)
+        self.mixup_alpha = positive("mixup_alpha", mixup_alpha)
         self.pal = bool(pal)
         self.progressive = progressive
         self.smoothing = float(smoothing)

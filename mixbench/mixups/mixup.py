@@ -48,7 +48,7 @@ class Mixup(SampledPolicy):
     """
 
     def __init__(self, alpha: float = 1.0, prob: float = 1.0, partner: str = "perm", per_sample: bool = False):
-        super().__init__(alpha=alpha, prob=prob, partner=partner)
+        super().__init__(alpha=alpha, prob=prob, partner=partner, check_alpha=False)
         self.per_sample = bool(per_sample)
 
     def sample_lam(self, n: int, ctx: MixContext, device: torch.device) -> Tensor:

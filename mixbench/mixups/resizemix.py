@@ -165,7 +165,7 @@ class ResizeMix(SampledPolicy):
     def __init__(self, alpha: float = 1.0, prob: float = 1.0, partner: str = "perm",
                  scope: Sequence[float] = (0.1, 0.8), use_alpha: bool = True, interpolation: str = "nearest",
                  placement: str = "clip", per_sample: bool = False):
-        super().__init__(alpha=alpha, prob=prob, partner=partner)
+        super().__init__(alpha=alpha, prob=prob, partner=partner, check_alpha=use_alpha)
         if len(scope) != 2 or not 0 < scope[0] <= scope[1] <= 1:
             raise ValueError(f"scope: expected [min, max] with 0 < min <= max <= 1, got {scope}")
         if interpolation not in ("nearest", "bilinear"):

@@ -31,7 +31,7 @@ from torch import Tensor
 from mixbench.losses.cross_entropy import smooth_targets
 from mixbench.mixups._ops import blend
 from mixbench.mixups._tokens import grid_side, model_patch_size
-from mixbench.mixups.base import MixBatch, MixContext, MixPolicy, one_hot, sample_beta, soft_targets
+from mixbench.mixups.base import MixBatch, MixContext, MixPolicy, one_hot, positive, sample_beta, soft_targets
 from mixbench.models.signals import head_of, num_prefix_tokens
 from mixbench.registry import MIXUPS
 
@@ -109,7 +109,7 @@ class SMMix(MixPolicy):
     def __init__(self, min_side_ratio: float = 0.25, max_side_ratio: float = 0.75, smmix_prob: float = 0.5,
                  mixup_alpha: float = 0.8, fine_weight: float = 1.0, con_weight: float = 1.0,
                  smoothing: float = 0.1, patch_size: int | None = None, prob: float = 1.0, partner: str = "flip"):
-        super().__init__(alpha=mixup_alpha, prob=prob, partner=partner)
+        super().__init__(alpha=positive("mixup_alpha", mixup_alpha), prob=prob, partner=partner)
         if not 0.0 < min_side_ratio <= max_side_ratio <= 1.0:
             raise ValueError("min_side_ratio/max_side_ratio: expected 0 < min <= max <= 1")
         self.min_side_ratio = float(min_side_ratio)

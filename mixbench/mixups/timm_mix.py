@@ -48,7 +48,7 @@ class TimmMix(SampledPolicy):
                  cutmix_minmax: Sequence[float] | None = None, prob: float = 1.0, switch_prob: float = 0.5,
                  mode: str = "batch", correct_lam: bool = True, label_smoothing: float = 0.0,
                  partner: str = "flip"):
-        super().__init__(alpha=mixup_alpha, prob=prob, partner=partner)
+        super().__init__(alpha=mixup_alpha, prob=prob, partner=partner, check_alpha=False)
         if mode not in MODES:
             raise ValueError(f"mode: expected one of {MODES}, got {mode!r}")
         if mode == "pair" and partner != "flip":

@@ -27,7 +27,7 @@ from torch import Tensor
 
 from mixbench.mixups._ops import blend
 from mixbench.mixups._tokens import grid_side, model_patch_size, pixels_of, rank_select
-from mixbench.mixups.base import MixBatch, MixContext, MixPolicy, sample_beta, soft_targets
+from mixbench.mixups.base import MixBatch, MixContext, MixPolicy, positive, sample_beta, soft_targets
 from mixbench.models.signals import capture_attention
 from mixbench.registry import MIXUPS
 
@@ -79,7 +79,7 @@ class TokenMix(MixPolicy):
     def __init__(self, alpha: float = 1.0, lam: float | None = 0.5, minimum_tokens: int = 14,
                  mask_type: str = "block", label_source: str = "clean", patch_size: int | None = None,
                  switch_prob: float = 0.5, mixup_alpha: float = 0.8, prob: float = 1.0, partner: str = "flip"):
-        super().__init__(alpha=alpha, prob=prob, partner=partner)
+        super().__init__(alpha=alpha, prob=prob, partner=partner, check_alpha=lam is None)
         if mask_type not in ("block", "random"):
             raise ValueError(f"mask_type: expected 'block' or 'random', got {mask_type!r}")
         if label_source not in ("clean", "mixed"):
@@ -90,7 +90,7 @@ class TokenMix(MixPolicy):
         self.label_source = label_source
         self.patch_size = patch_size
         self.switch_prob = float(switch_prob)
-        self.mixup_alpha = float(mixup_alpha)
+        self.mixup_alpha = positive("mixup_alpha", mixup_alpha)
         self.needs = ("attention",) if label_source == "clean" else ()
 
     def token_mask(self, n: int, grid: int, ctx: MixContext, device: torch.device) -> Tensor:

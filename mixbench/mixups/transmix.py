@@ -22,7 +22,7 @@ from torch import Tensor
 
 from mixbench.mixups._ops import box_from_lam, box_mask, rand_center
 from mixbench.mixups._tokens import grid_side, tokens_of
-from mixbench.mixups.base import MixBatch, MixContext, MixPolicy, sample_beta, soft_targets
+from mixbench.mixups.base import MixBatch, MixContext, MixPolicy, positive, sample_beta, soft_targets
 from mixbench.mixups.cutmix import paste_boxes
 from mixbench.mixups.mixup import mixup_batch
 from mixbench.models.signals import capture_attention
@@ -69,7 +69,7 @@ class TransMix(MixPolicy):
     def __init__(self, alpha: float = 1.0, mixup_alpha: float = 0.8, switch_prob: float = 0.8,
                  ratio: float = 0.5, prob: float = 1.0, partner: str = "flip"):
         super().__init__(alpha=alpha, prob=prob, partner=partner)
-        self.mixup_alpha = float(mixup_alpha)
+        self.mixup_alpha = positive("mixup_alpha", mixup_alpha)
         self.switch_prob = float(switch_prob)
         self.ratio = float(ratio)
 
