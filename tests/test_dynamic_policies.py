@@ -271,3 +271,22 @@ def test_potts_messages_match_the_dense_distance():
     dense = belief_propagation(unary, vert, horz, 4, dist=1.0 - torch.eye(5))
     torch.testing.assert_close(belief_propagation(unary, vert, horz, 4, dist="potts"), dense)
     assert torch.equal(solve(unary, vert, horz, dist="potts"), solve(unary, vert, horz, dist=1.0 - torch.eye(5)))
+
+
+def test_attentivemix_extractor_checkpoint_layout(tmp_path):
+    """A torchvision state dict loads (with or without the dropped classifier); one whose body keys do not match
+    (a DDP "module." prefix) is a config error instead of a silently random extractor."""
+    import torchvision
+
+    from mixbench.errors import ConfigError
+    from mixbench.mixups.attentivemix import FrozenExtractor
+
+    state = torchvision.models.mobilenet_v3_small(weights=None).state_dict()
+    torch.save(state, tmp_path / "full.pth")
+    torch.save({k: v for k, v in state.items() if not k.startswith("classifier.")}, tmp_path / "body.pth")
+    torch.save({f"module.{k}": v for k, v in state.items()}, tmp_path / "ddp.pth")
+    for name in ("full", "body"):
+        net = FrozenExtractor("mobilenet_v3_small", str(tmp_path / f"{name}.pth"))
+        assert torch.equal(net.body[0][0][0].weight, state["features.0.0.weight"])
+    with pytest.raises(ConfigError, match="not a torchvision 'mobilenet_v3_small' state dict"):
+        FrozenExtractor("mobilenet_v3_small", str(tmp_path / "ddp.pth"))

@@ -44,8 +44,15 @@ class FrozenExtractor(nn.Module):
         net = torchvision.models.get_model(arch, weights=None)
         state = torch.load(path, map_location="cpu", weights_only=True)
         state = state.get("state_dict", state) if isinstance(state, dict) else state
-        net.load_state_dict(state, strict=False)
-        self.body = nn.Sequential(*list(net.children())[:-2])
+        # the pooling and classifier are dropped, so their keys may be absent; a body key that is absent means a
+        # checkpoint of another layout (e.g. "module."/"backbone." prefixes), which would leave random weights
+        kept = list(net.named_children())[:-2]
+        missing = net.load_state_dict(state, strict=False).missing_keys
+        missing = [k for k in missing if k.split(".", 1)[0] in dict(kept)]
+        if missing:
+            raise ConfigError(f"mixup.extractor: '{checkpoint}' is not a torchvision '{arch}' state dict "
+                              f"({len(missing)} weights missing, e.g. '{missing[0]}')")
+        self.body = nn.Sequential(*(m for _, m in kept))
         first = next(m for m in self.body.modules() if isinstance(m, nn.Conv2d))
         self.in_chans = first.in_channels
         self.requires_grad_(False)
