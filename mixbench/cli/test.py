@@ -68,8 +68,9 @@ def main(argv: Sequence[str]) -> int:
     out = args.out or os.path.join(os.path.dirname(os.path.abspath(args.checkpoint)), "test_metrics.json")
     payload = {"checkpoint": os.path.abspath(args.checkpoint), "dataset": cfg["data"]["type"], "split": "val",
                "images": len(data.val.dataset), "metrics": metrics}
-    with open(out, "w", encoding="utf-8") as f:
-        json.dump(payload, f, indent=2)
+    from mixbench.results.record import atomic_write_text
+
+    atomic_write_text(out, json.dumps(payload, indent=2))
     print("  ".join(f"{k} {v:.4f}" for k, v in metrics.items()) + f"  ({payload['images']} images)  -> {out}")
     return 0
 

@@ -19,6 +19,7 @@ import torch
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
+from mixbench.engine.report import read_metrics
 from mixbench.registry import HOOKS
 
 
@@ -132,11 +133,7 @@ class MetricsHook(Hook):
             runner.val_loop.run()
 
     def _logged_val_epochs(self) -> set:
-        if not os.path.exists(self.path):
-            return set()
-        with open(self.path, encoding="utf-8") as f:
-            rows = [json.loads(line) for line in f if line.strip()]
-        return {r["epoch"] for r in rows if r.get("kind") == "val"}
+        return {r["epoch"] for r in read_metrics(self.path) if r.get("kind") == "val"}
 
     def before_train_epoch(self, runner: Any) -> None:
         _sync(unwrap(runner.model).data_preprocessor.device)

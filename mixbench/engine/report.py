@@ -14,7 +14,7 @@ from typing import Any, Iterable, Mapping
 import torch
 
 import mixbench
-from mixbench.results.record import SCHEMA_VERSION
+from mixbench.results.record import SCHEMA_VERSION, atomic_write_text
 
 
 def now() -> str:
@@ -65,10 +65,7 @@ def read_metrics(path: str | os.PathLike) -> list[dict]:
 def truncate_metrics(path: str | os.PathLike, last_epoch: int) -> None:
     """Drop lines of epochs after ``last_epoch`` (a resumed run replays them)."""
     rows = [r for r in read_metrics(path) if r.get("epoch", 0) <= last_epoch]
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.writelines(json.dumps(r, sort_keys=True) + "\n" for r in rows)
-    os.replace(tmp, path)
+    atomic_write_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
 
 
 def per_epoch(rows: Iterable[dict], kind: str) -> list[dict]:

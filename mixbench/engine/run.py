@@ -25,7 +25,7 @@ from mixbench.engine import dist
 from mixbench.engine.report import (base_record, environment, now, peak_memory, read_metrics, summarise_metrics,
                                     timing, truncate_metrics)
 from mixbench.errors import ConfigError
-from mixbench.results.record import read_record, validate_record, write_record
+from mixbench.results.record import atomic_write_text, read_record, validate_record, write_record
 
 
 @dataclass
@@ -122,8 +122,7 @@ def train(cfg: Mapping[str, Any], source: str = "", *, force: bool = False) -> R
         os.makedirs(run_dir, exist_ok=True)
         if action == "resume":
             truncate_metrics(metrics_path, checkpoint_epoch(ckpt))
-        with open(os.path.join(run_dir, "config.yaml"), "w", encoding="utf-8") as f:
-            yaml.safe_dump(dict(cfg), f, sort_keys=False)
+        atomic_write_text(os.path.join(run_dir, "config.yaml"), yaml.safe_dump(dict(cfg), sort_keys=False))
     dist.barrier()
 
     from mixbench.engine.builder import build_runner  # heavy imports only when training
