@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from mixbench.mixups._ops import blend
-from mixbench.mixups.base import MixBatch, MixContext, MixPolicy, sample_beta, soft_targets
+from mixbench.mixups.base import MixBatch, MixContext, MixPolicy, pair_batch, sample_beta
 from mixbench.models.signals import backbone_of
 from mixbench.registry import MIXUPS
 
@@ -117,10 +117,7 @@ class AlignMix(MixPolicy):
         to_anchor = (torch.rand((), generator=ctx.generator, device=dev) < 0.5).expand(n)
         lam = torch.where(on, lam, torch.ones_like(lam))
         x = torch.where(on & use_input, blend(inputs, index, lam.view(-1, 1, 1, 1)), inputs)
-        anchor = torch.arange(n, device=dev)
-        weights = [lam, 1.0 - lam]
         extras = {"align": {"lam": lam, "to_anchor": to_anchor, "feature": (on & ~use_input).expand(n),
                             "eps": self.eps, "iters": self.iters}}
-        return AlignMixBatch(inputs=x, targets=soft_targets(labels, [anchor, index], weights, num_classes),
-                             labels=labels, indices=[anchor, index], weights=weights,
-                             layer=self.mix_layer(ctx.model), extras=extras)
+        return pair_batch(x, labels, num_classes, index, lam, batch_type=AlignMixBatch,
+                          layer=self.mix_layer(ctx.model), extras=extras)

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from mixbench.errors import ConfigError
 from mixbench.mixups._ops import blend
 from mixbench.mixups._tokens import rank_select
-from mixbench.mixups.base import MixBatch, MixContext, MixPolicy, sample_beta, soft_targets
+from mixbench.mixups.base import MixBatch, MixContext, MixPolicy, pair_batch, sample_beta
 from mixbench.registry import MIXUPS
 
 
@@ -108,11 +108,8 @@ class AttentiveMix(MixPolicy):
 
     def mix_with(self, inputs: Tensor, labels: Tensor, num_classes: int, fmap: Tensor, lam: Tensor,
                  index: Tensor) -> MixBatch:
-        n, (h, w) = labels.shape[0], inputs.shape[-2:]
+        h, w = inputs.shape[-2:]
         mask = attentive_mask(fmap, lam, h, w)
         x = blend(inputs, index, mask)
         ratio = mask.flatten(1).mean(1)
-        anchor = torch.arange(n, device=labels.device)
-        weights = [ratio, 1.0 - ratio]
-        return MixBatch(inputs=x, targets=soft_targets(labels, [anchor, index], weights, num_classes), labels=labels,
-                        indices=[anchor, index], weights=weights, mask=mask)
+        return pair_batch(x, labels, num_classes, index, ratio, mask=mask)

@@ -116,6 +116,17 @@ def positive(name: str, value: float) -> float:
     return float(value)
 
 
+def pair_batch(inputs: Tensor, labels: Tensor, num_classes: int, index: Tensor, weight: Tensor,
+               partner_weight: Tensor | None = None, batch_type: type[MixBatch] = MixBatch, **fields: Any) -> MixBatch:
+    """The two-source batch of most policies: source 0 the anchor (identity), source 1 the partner ``index``,
+    label weights ``weight`` (N,) and ``partner_weight`` (default ``1 − weight``); ``fields`` (``mask``,
+    ``layer``, ``extras``) go to the batch as they are."""
+    anchor = torch.arange(labels.shape[0], device=labels.device)
+    weights = [weight, 1.0 - weight if partner_weight is None else partner_weight]
+    return batch_type(inputs=inputs, targets=soft_targets(labels, [anchor, index], weights, num_classes),
+                      labels=labels, indices=[anchor, index], weights=weights, **fields)
+
+
 def partner_index(n: int, scheme: str, generator: torch.Generator, device: torch.device) -> Tensor:
     """Partner of each sample: ``perm`` (random permutation), ``flip`` (j = n-1-i), ``roll`` (j = i-1).
 

@@ -15,7 +15,7 @@ from torch import Tensor
 
 from mixbench.mixups._ops import (SampledPolicy, blend, box_area_fraction, box_from_lam, box_mask, host_rows,
                                   paste_rows, per_sample, rand_box_minmax, rand_center)
-from mixbench.mixups.base import MixBatch, MixContext, sample_beta, soft_targets
+from mixbench.mixups.base import MixBatch, MixContext, pair_batch, sample_beta
 from mixbench.registry import MIXUPS
 
 Box = tuple[Tensor, Tensor, Tensor, Tensor]
@@ -39,10 +39,7 @@ def paste_boxes(inputs: Tensor, labels: Tensor, num_classes: int, index: Tensor,
     x = paste_rows(inputs, index, box) if host_rows(inputs, index, *box) else blend(inputs, index, anchor_map)
     weight = 1.0 - box_area_fraction(box, h, w) if lam is None else lam.float()
     weight = per_sample(weight, n)
-    anchor = torch.arange(n, device=labels.device)
-    weights = [weight, 1.0 - weight]
-    return MixBatch(inputs=x, targets=soft_targets(labels, [anchor, index], weights, num_classes), labels=labels,
-                    indices=[anchor, index], weights=weights, mask=anchor_map.expand(n, 1, h, w))
+    return pair_batch(x, labels, num_classes, index, weight, mask=anchor_map.expand(n, 1, h, w))
 
 
 @MIXUPS.register_module("cutmix")

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from mixbench.mixups._ops import SampledPolicy, blend, per_sample
-from mixbench.mixups.base import MixBatch, MixContext, sample_beta, soft_targets
+from mixbench.mixups.base import MixBatch, MixContext, pair_batch, sample_beta
 from mixbench.registry import MIXUPS
 
 
@@ -96,7 +96,4 @@ class GridMix(SampledPolicy):
         anchor_map = (~grid_holes(shape, lam, h, w)).float()
         x = blend(inputs, index, anchor_map)
         weight = per_sample(anchor_map.mean(dim=(1, 2, 3)), n)
-        anchor = torch.arange(n, device=labels.device)
-        weights = [weight, 1.0 - weight]
-        return MixBatch(inputs=x, targets=soft_targets(labels, [anchor, index], weights, num_classes),
-                        labels=labels, indices=[anchor, index], weights=weights, mask=anchor_map.expand(n, 1, h, w))
+        return pair_batch(x, labels, num_classes, index, weight, mask=anchor_map.expand(n, 1, h, w))

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from mixbench.mixups._ops import HostChoice, SampledPolicy
-from mixbench.mixups.base import MixBatch, MixContext, sample_beta, soft_targets
+from mixbench.mixups.base import MixBatch, MixContext, pair_batch, sample_beta
 from mixbench.mixups.mixup import mixup_batch
 from mixbench.registry import MIXUPS
 
@@ -59,7 +59,4 @@ class ManifoldMix(SampledPolicy):
             return mixup_batch(inputs, labels, num_classes, lam, index)
         n = labels.shape[0]
         lam = lam.float().reshape(-1).expand(n) if lam.numel() == 1 else lam.float()
-        anchor = torch.arange(n, device=labels.device)
-        weights = [lam, 1.0 - lam]
-        return MixBatch(inputs=inputs, targets=soft_targets(labels, [anchor, index], weights, num_classes),
-                        labels=labels, indices=[anchor, index], weights=weights, layer=int(layer))
+        return pair_batch(inputs, labels, num_classes, index, lam, layer=int(layer))

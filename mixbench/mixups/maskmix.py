@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from mixbench.mixups._ops import SampledPolicy, blend
-from mixbench.mixups.base import MixBatch, MixContext, sample_beta, soft_targets
+from mixbench.mixups.base import MixBatch, MixContext, pair_batch, sample_beta
 from mixbench.registry import MIXUPS
 
 
@@ -75,12 +75,9 @@ class MaskMix(SampledPolicy):
 
     def mix_with(self, inputs: Tensor, labels: Tensor, num_classes: int, lam: Tensor, scores: Tensor,
                  index: Tensor) -> MixBatch:
-        n, h, w = labels.shape[0], inputs.shape[-2], inputs.shape[-1]
+        h, w = inputs.shape[-2:]
         keep = kept_cells(lam, scores, h, w, self.mask_patch_size)
         anchor_map = cell_mask(keep, h, w, self.mask_patch_size)
         x = blend(inputs, index, anchor_map)
         weight = kept_area(keep, h, w, self.mask_patch_size)
-        anchor = torch.arange(n, device=labels.device)
-        weights = [weight, 1.0 - weight]
-        return MixBatch(inputs=x, targets=soft_targets(labels, [anchor, index], weights, num_classes),
-                        labels=labels, indices=[anchor, index], weights=weights, mask=anchor_map)
+        return pair_batch(x, labels, num_classes, index, weight, mask=anchor_map)

@@ -27,7 +27,7 @@ from torch import Tensor
 from mixbench.losses.cross_entropy import smooth_targets
 from mixbench.mixups._ops import blend
 from mixbench.mixups._tokens import attention_share, grid_side, model_patch_size, rank_select, tokens_of
-from mixbench.mixups.base import MixBatch, MixContext, MixPolicy, positive, sample_beta, soft_targets
+from mixbench.mixups.base import MixBatch, MixContext, MixPolicy, pair_batch, positive, sample_beta
 from mixbench.models.signals import capture_attention
 from mixbench.registry import MIXUPS
 
@@ -89,11 +89,8 @@ class MixPro(MixPolicy):
         weight_map = torch.where(use_mask, mask, lam_mix.view(-1, 1, 1, 1))
         x = blend(inputs, index, weight_map)
         w_a = torch.where(use_mask, lam_old, lam_mix)
-        anchor = torch.arange(n, device=dev)
-        weights = [w_a, 1.0 - w_a]
-        return MixBatch(inputs=x, targets=soft_targets(labels, [anchor, index], weights, num_classes),
-                        labels=labels, indices=[anchor, index], weights=weights, mask=torch.where(use_mask, mask, 1.0),
-                        extras={"maskmix": use_mask.expand(n), "anchor_mask": mask, "num_classes": num_classes})
+        extras = {"maskmix": use_mask.expand(n), "anchor_mask": mask, "num_classes": num_classes}
+        return pair_batch(x, labels, num_classes, index, w_a, mask=torch.where(use_mask, mask, 1.0), extras=extras)
 
     def capture(self, model: Any):
         return capture_attention(model, ("cls",)) if self.pal else super().capture(model)

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from mixbench.mixups._ops import SampledPolicy, blend, per_sample
-from mixbench.mixups.base import MixBatch, MixContext, sample_beta, soft_targets
+from mixbench.mixups.base import MixBatch, MixContext, pair_batch, sample_beta
 from mixbench.registry import MIXUPS
 
 
@@ -28,10 +28,7 @@ def mixup_batch(inputs: Tensor, labels: Tensor, num_classes: int, lam: Tensor, i
     n = labels.shape[0]
     lam = per_sample(lam.float(), n)
     x = blend(inputs, index, lam.view(-1, 1, 1, 1))
-    anchor = torch.arange(n, device=labels.device)
-    weights = [lam, 1.0 - lam]
-    return MixBatch(inputs=x, targets=soft_targets(labels, [anchor, index], weights, num_classes),
-                    labels=labels, indices=[anchor, index], weights=weights)
+    return pair_batch(x, labels, num_classes, index, lam)
 
 
 @MIXUPS.register_module("mixup")

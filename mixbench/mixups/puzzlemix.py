@@ -34,7 +34,7 @@ from torch import Tensor
 
 from mixbench.errors import ConfigError
 from mixbench.mixups._graphcut import solve
-from mixbench.mixups.base import MixBatch, MixContext, MixPolicy, sample_beta, soft_targets
+from mixbench.mixups.base import MixBatch, MixContext, MixPolicy, pair_batch, sample_beta
 from mixbench.registry import MIXUPS
 
 
@@ -239,8 +239,4 @@ class PuzzleMix(MixPolicy):
             x2 = transport_image(x2, mask_transport(1 - t_mask, t_sal[index], self.t_eps, cost), grid)
         pix = F.interpolate(mask.unsqueeze(1), size=(h, w), mode="nearest")
         mixed = (pix * x1 + (1 - pix) * x2).to(inputs.dtype)
-        anchor = torch.arange(n, device=inputs.device)
-        weights = [ratio, 1.0 - ratio]
-        return MixBatch(inputs=mixed, targets=soft_targets(labels, [anchor, index], weights, num_classes),
-                        labels=labels, indices=[anchor, index], weights=weights, mask=pix,
-                        extras={"blocks": blocks})
+        return pair_batch(mixed, labels, num_classes, index, ratio, mask=pix, extras={"blocks": blocks})

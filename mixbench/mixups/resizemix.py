@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from mixbench.mixups._ops import SampledPolicy, box_area_fraction, box_mask, host_boxes, host_rows, per_sample
-from mixbench.mixups.base import MixBatch, MixContext, sample_beta, soft_targets
+from mixbench.mixups.base import MixBatch, MixContext, pair_batch, sample_beta
 from mixbench.registry import MIXUPS
 
 Box = tuple[Tensor, Tensor, Tensor, Tensor]
@@ -134,10 +134,7 @@ def paste_resized(inputs: Tensor, labels: Tensor, num_classes: int, index: Tenso
     else:
         x = torch.where(inside, _resize_partner(inputs, index, box, interpolation), inputs)
     weight = per_sample(1.0 - box_area_fraction(box, h, w), n)
-    anchor = torch.arange(n, device=labels.device)
-    weights = [weight, 1.0 - weight]
-    return MixBatch(inputs=x, targets=soft_targets(labels, [anchor, index], weights, num_classes), labels=labels,
-                    indices=[anchor, index], weights=weights, mask=(~inside).float().expand(n, 1, h, w))
+    return pair_batch(x, labels, num_classes, index, weight, mask=(~inside).float().expand(n, 1, h, w))
 
 
 @MIXUPS.register_module("resizemix")

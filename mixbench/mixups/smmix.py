@@ -31,7 +31,7 @@ from torch import Tensor
 from mixbench.losses.cross_entropy import smooth_targets
 from mixbench.mixups._ops import blend
 from mixbench.mixups._tokens import grid_side, model_patch_size
-from mixbench.mixups.base import MixBatch, MixContext, MixPolicy, one_hot, positive, sample_beta, soft_targets
+from mixbench.mixups.base import MixBatch, MixContext, MixPolicy, one_hot, pair_batch, positive, sample_beta
 from mixbench.models.signals import head_of, num_prefix_tokens
 from mixbench.registry import MIXUPS
 
@@ -140,13 +140,9 @@ class SMMix(MixPolicy):
         lam_mix = sample_beta(self.mixup_alpha, 1, ctx.generator, dev).expand(n)
         x = torch.where(use, x_sm, blend(inputs, index, lam_mix.view(-1, 1, 1, 1)))
         w_a = torch.where(use, lam_sm, lam_mix)
-        idx0 = torch.arange(n, device=dev)
-        weights = [w_a, 1.0 - w_a]
         extras = {"smmix": use.expand(n), "pasted_tokens": F.adaptive_avg_pool2d(1.0 - anchor, g).flatten(1),
                   "clean_logits": clean_logits, "num_classes": num_classes}
-        return MixBatch(inputs=x, targets=soft_targets(labels, [idx0, index], weights, num_classes),
-                        labels=labels, indices=[idx0, index], weights=weights,
-                        mask=torch.where(use, anchor, 1.0), extras=extras)
+        return pair_batch(x, labels, num_classes, index, w_a, mask=torch.where(use, anchor, 1.0), extras=extras)
 
     def relabel(self, batch: MixBatch, outputs: dict[str, Any], ctx: MixContext) -> MixBatch:
         fc = head_of(ctx.model).fc

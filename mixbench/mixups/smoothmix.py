@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from mixbench.mixups._ops import SampledPolicy, blend, per_sample
-from mixbench.mixups.base import MixBatch, MixContext, soft_targets
+from mixbench.mixups.base import MixBatch, MixContext, pair_batch
 from mixbench.registry import MIXUPS
 
 
@@ -66,7 +66,4 @@ class SmoothMix(SampledPolicy):
         anchor_map = (1.0 - gaussian_blob(sigma, dy, dx, h, w)).float()
         x = blend(inputs, index, anchor_map)
         weight = per_sample(anchor_map.mean(dim=(1, 2, 3)), n)  # the anchor's share of the pixels
-        anchor = torch.arange(n, device=labels.device)
-        weights = [weight, 1.0 - weight]
-        return MixBatch(inputs=x, targets=soft_targets(labels, [anchor, index], weights, num_classes),
-                        labels=labels, indices=[anchor, index], weights=weights, mask=anchor_map.expand(n, 1, h, w))
+        return pair_batch(x, labels, num_classes, index, weight, mask=anchor_map.expand(n, 1, h, w))

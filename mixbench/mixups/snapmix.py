@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mixbench.mixups._ops import box_area_fraction, box_from_lam, box_mask, rand_center
-from mixbench.mixups.base import MixBatch, MixContext, MixPolicy, sample_beta, soft_targets
+from mixbench.mixups.base import MixBatch, MixContext, MixPolicy, pair_batch, sample_beta
 from mixbench.registry import MIXUPS
 
 Box = tuple[Tensor, Tensor, Tensor, Tensor]
@@ -103,8 +103,6 @@ class SnapMix(MixPolicy):
         rho_a, rho_b = torch.where(same, total, rho_a), torch.where(same, total, rho_b)
         rho_a = torch.where(valid, rho_a, torch.ones_like(rho_a))
         rho_b = torch.where(valid, rho_b, torch.zeros_like(rho_b))
-        anchor = torch.arange(n, device=labels.device)
-        weights = [rho_a, rho_b]
         mask = (~box_mask(box1, h, w)).float().expand(n, 1, h, w)
-        return MixBatch(inputs=x, targets=soft_targets(labels, [anchor, index], weights, num_classes), labels=labels,
-                        indices=[anchor, index], weights=weights, mask=torch.where(valid.view(-1, 1, 1, 1), mask, 1.0))
+        return pair_batch(x, labels, num_classes, index, rho_a, rho_b,
+                          mask=torch.where(valid.view(-1, 1, 1, 1), mask, 1.0))

@@ -19,7 +19,7 @@ from torch import Tensor
 
 from mixbench.mixups._ops import (SampledPolicy, blend, box_area_fraction, box_from_lam, box_mask, host_boxes,
                                   host_rows, paste_row, rand_box_minmax, rand_center)
-from mixbench.mixups.base import MixBatch, MixContext, sample_beta, soft_targets
+from mixbench.mixups.base import MixBatch, MixContext, pair_batch, sample_beta
 from mixbench.registry import MIXUPS
 
 MODES = ("batch", "pair", "elem")
@@ -121,14 +121,11 @@ class TimmMix(SampledPolicy):
             anchor_map = torch.where(cut.view(-1, 1, 1, 1), keep.float(), lam.float().view(-1, 1, 1, 1))
             x = blend(inputs, index, anchor_map)
         weight = weight.float().expand(n) if weight.numel() == 1 else weight.float()
-        anchor = torch.arange(n, device=labels.device)
-        weights = [weight, 1.0 - weight]
-        targets = soft_targets(labels, [anchor, index], weights, num_classes)
+        mask = anchor_map.expand(n, 1, h, w) if self.cutmix_alpha > 0 else None
+        batch = pair_batch(x, labels, num_classes, index, weight, mask=mask)
         if self.label_smoothing > 0:
-            targets = targets * (1.0 - self.label_smoothing) + self.label_smoothing / num_classes
-        mask = anchor_map.expand(n, 1, h, w) if bool(self.cutmix_alpha > 0) else None
-        return MixBatch(inputs=x, targets=targets, labels=labels, indices=[anchor, index], weights=weights,
-                        mask=mask)
+            batch.targets = batch.targets * (1.0 - self.label_smoothing) + self.label_smoothing / num_classes
+        return batch
 
 
 def _mirror(lam: Tensor, use_cut: Tensor, box: tuple[Tensor, ...], n: int) -> tuple[Tensor, Tensor, tuple]:

@@ -27,7 +27,7 @@ from torch import Tensor
 
 from mixbench.mixups._ops import blend
 from mixbench.mixups._tokens import grid_side, model_patch_size, pixels_of, rank_select
-from mixbench.mixups.base import MixBatch, MixContext, MixPolicy, positive, sample_beta, soft_targets
+from mixbench.mixups.base import MixBatch, MixContext, MixPolicy, pair_batch, positive, sample_beta
 from mixbench.models.signals import capture_attention
 from mixbench.registry import MIXUPS
 
@@ -113,12 +113,9 @@ class TokenMix(MixPolicy):
         x = blend(inputs, index, torch.where(use_tok, anchor_map, lam_mix.view(-1, 1, 1, 1)))
         area = 1.0 - tok.float().mean(1)
         w_a = torch.where(use_tok, area, lam_mix)
-        anchor = torch.arange(n, device=dev)
-        weights = [w_a, 1.0 - w_a]
         extras = {"tokenmix": use_tok.expand(n), "partner_tokens": tok.float(), "num_classes": num_classes}
-        batch = MixBatch(inputs=x, targets=soft_targets(labels, [anchor, index], weights, num_classes),
-                         labels=labels, indices=[anchor, index], weights=weights,
-                         mask=torch.where(use_tok, anchor_map, 1.0), extras=extras)
+        batch = pair_batch(x, labels, num_classes, index, w_a, mask=torch.where(use_tok, anchor_map, 1.0),
+                           extras=extras)
         if self.label_source == "clean":
             batch = self.relabel_with(batch, ctx.signal("attention")["cls"], None)
         return batch

@@ -22,7 +22,7 @@ from torch import Tensor
 
 from mixbench.mixups._ops import box_from_lam, box_mask, rand_center
 from mixbench.mixups._tokens import grid_side, tokens_of
-from mixbench.mixups.base import MixBatch, MixContext, MixPolicy, positive, sample_beta, soft_targets
+from mixbench.mixups.base import MixBatch, MixContext, MixPolicy, pair_batch, positive, sample_beta
 from mixbench.mixups.cutmix import paste_boxes
 from mixbench.mixups.mixup import mixup_batch
 from mixbench.models.signals import capture_attention
@@ -43,10 +43,8 @@ def switch_mix(inputs: Tensor, labels: Tensor, num_classes: int, ctx: MixContext
     mix = mixup_batch(inputs, labels, num_classes, lam_mix, index)
     x = torch.where(use_cut, cut.inputs, mix.inputs)
     w_a = torch.where(use_cut, cut.weights[0], mix.weights[0])
-    weights = [w_a, 1.0 - w_a]
     partner = box_mask(box, h, w).expand(n, 1, h, w) & use_cut
-    batch = MixBatch(inputs=x, targets=soft_targets(labels, cut.indices, weights, num_classes), labels=labels,
-                     indices=cut.indices, weights=weights, mask=(~partner).float())
+    batch = pair_batch(x, labels, num_classes, index, w_a, mask=(~partner).float())
     return batch, use_cut.expand(n), partner
 
 
