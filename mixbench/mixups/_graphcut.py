@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import itertools
 
-DAMPING = 0.0  # undamped: best agreement with the exact solver in the measurement script
-
 import torch
 from torch import Tensor
+
+DAMPING = 0.0  # undamped: best agreement with the exact solver in the measurement script
 
 
 def label_distance(n_labels: int, device: torch.device, dtype: torch.dtype = torch.float32) -> Tensor:

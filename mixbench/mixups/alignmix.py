@@ -20,6 +20,7 @@ early stop (``err.item()`` every iteration).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,7 +36,7 @@ from mixbench.registry import MIXUPS
 def sinkhorn(cost: Tensor, eps: float, iters: int) -> Tensor:
     """Entropic OT plan (N, m, m) with uniform marginals, log-domain Sinkhorn for a fixed number of steps."""
     n, m, _ = cost.shape
-    log_mu = torch.full((n, m), -torch.log(torch.tensor(float(m))).item(), device=cost.device, dtype=cost.dtype)
+    log_mu = torch.full((n, m), -math.log(m), device=cost.device, dtype=cost.dtype)
     u = torch.zeros(n, m, device=cost.device, dtype=cost.dtype)
     v = torch.zeros_like(u)
     k = -cost / eps
