@@ -69,3 +69,16 @@ def test_output_folder_is_created(tmp_path):
     out = tmp_path / "new" / "dir" / "cutmix.png"
     assert main(["--mixup", "cutmix", "--n", "2", "--size", "32", "--out", str(out)]) == 0
     assert out.is_file()
+
+
+def test_checkpoint_with_ema_weights_loads_the_ema_model(tmp_path):
+    import torch
+
+    from mixbench.cli.visualize_model import load_checkpoint
+
+    model = torch.nn.Linear(2, 2)
+    ema = {f"ema_model.module.{k}": torch.full_like(v, 7.0) for k, v in model.state_dict().items()}
+    path = tmp_path / "epoch_1.pth"
+    torch.save({"state_dict": {**model.state_dict(), **ema, "ema_model.steps": torch.tensor(3)}}, path)
+    load_checkpoint(model, str(path))
+    assert bool((model.weight == 7.0).all())

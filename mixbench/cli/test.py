@@ -19,8 +19,9 @@ from mixbench.config import load_config
 from mixbench.errors import ConfigError
 
 
-def load_weights(model: torch.nn.Module, path: str) -> None:
-    """Load ``state_dict`` (mmengine checkpoint) or a bare state dict; EMA weights when the file has them."""
+def checkpoint_state(path: str) -> dict:
+    """The model weights of a checkpoint file: ``state_dict`` of an mmengine checkpoint (its EMA weights when
+    it has them) or a bare state dict, without the ``module.`` prefix of a DDP wrapper."""
     if not os.path.isfile(path):
         raise ConfigError(f"--checkpoint: file '{path}' not found")
     from mixbench.engine.compat import load_trusted_checkpoint
@@ -35,9 +36,13 @@ def load_weights(model: torch.nn.Module, path: str) -> None:
     ema = {k[len("ema_model.module."):]: v for k, v in state.items() if k.startswith("ema_model.module.")}
     if ema:
         state = ema
-    state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()
-             if not k.startswith("ema_model.")}
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    return {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()
+            if not k.startswith("ema_model.")}
+
+
+def load_weights(model: torch.nn.Module, path: str) -> None:
+    """Load the weights of ``path`` (see :func:`checkpoint_state`) into ``model``."""
+    missing, unexpected = model.load_state_dict(checkpoint_state(path), strict=False)
     if missing:
         raise ConfigError(f"--checkpoint: '{path}' does not fit this config (missing {missing[0]}, ...)")
 

@@ -12,7 +12,6 @@ classifier's own. The recorder keeps the mixed batch before and after :meth:`rel
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -168,11 +167,9 @@ def pick_samples(val_set: Any, n: int, cfg: Mapping[str, Any]) -> tuple[Tensor, 
 
 
 def load_checkpoint(model: torch.nn.Module, path: str) -> None:
-    if not os.path.isfile(path):
-        raise ConfigError(f"--checkpoint {path!r}: file not found")
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    state = state.get("state_dict", state) if isinstance(state, dict) else state
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    from mixbench.cli.test import checkpoint_state
+
+    missing, unexpected = model.load_state_dict(checkpoint_state(path), strict=False)
     missing = [k for k in missing if not k.startswith("data_preprocessor.")]
     if missing or unexpected:
         raise ConfigError(f"--checkpoint {path!r}: does not fit the model of the config "
