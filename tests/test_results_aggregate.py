@@ -1,6 +1,8 @@
-"""Aggregation checked against hand-computed means, sample stds and t-distribution 95% CIs."""
+"""Aggregation checked against hand-computed means, sample stds and t-distribution 95% CIs; boards never pool
+runs of different configs or count a seed twice."""
 
 import math
+import shutil
 
 import pandas as pd
 import pytest
@@ -86,7 +88,9 @@ def test_group_by_params_and_reference(tmp_path):
         write_run(tmp_path, make_record("mixup", seed, 70.0 + seed, params={"alpha": 0.2}))
         write_run(tmp_path, make_record("mixup", seed, 80.0 + seed, params={"alpha": 1.0}))
     store = scan(tmp_path)
-    assert len(aggregate(store).table) == 1  # params not named: one group, n = 4
+    pooled = aggregate(store)  # params not named: the two alphas still get a row each
+    assert pooled.table["variant"].tolist() == ["mixup.alpha=1", "mixup.alpha=0.2"]
+    assert pooled.table["n"].tolist() == [2, 2] and pooled.table["mean"].tolist() == [80.5, 70.5]
     board = aggregate(store, by=["dataset", "method", "alpha"],
                       reference=reference_table([{"alpha": 1.0, "reference": 80.0}]))
     assert board.by == ["dataset", "method", "params.alpha"]
@@ -94,6 +98,86 @@ def test_group_by_params_and_reference(tmp_path):
     assert t.loc[1.0, "mean"] == pytest.approx(80.5) and t.loc[1.0, "diff"] == pytest.approx(0.5)
     assert math.isnan(t.loc[0.2, "reference"]) and t.loc[1.0, "rank"] == 1
     assert board.row_label(board.table.iloc[0]) == "mixup alpha=1"
+    assert "variant" not in board.by and board.warnings == []  # alpha named: nothing left to split
+
+
+LRS = {0.1: 50.0, 0.01: 20.0, 0.001: 39.0, 0.0001: 30.0}
+
+
+def test_runs_of_different_configs_are_never_pooled(tmp_path, caplog):
+    # four seed-0 runs that differ only in the learning rate: four experiments, not "n = 4 seeds"
+    for lr, v in LRS.items():
+        write_run(tmp_path, make_record("mixup", 0, v, config={"schedule.lr": lr}))
+    write_run(tmp_path, make_record("cutmix", 0, 40.0))
+    write_run(tmp_path, make_record("cutmix", 1, 42.0))  # one config over two seeds: pooled as before
+    board = aggregate(scan(tmp_path))
+    t = board.table
+    mix = t[t["method"] == "mixup"].set_index("variant")
+    assert sorted(mix.index) == sorted(f"schedule.lr={lr:g}" for lr in LRS)
+    assert (mix["n"] == 1).all() and all(mix.loc[f"schedule.lr={lr:g}", "mean"] == v for lr, v in LRS.items())
+    assert mix["std"].isna().all() and mix["ci95"].isna().all()  # one seed each: no spread, no CI
+    cut = t[t["method"] == "cutmix"].iloc[0]
+    assert cut["n"] == 2 and cut["variant"] == "" and cut["mean"] == 41.0
+    assert board.row_label(cut) == "cutmix" and board.row_label(mix.reset_index().iloc[0]).startswith("mixup schedule.lr=")
+    assert board.by[-1] == "variant" and "variant" in board.contenders  # ranked within dataset / backbone / epochs
+    assert t["rank"].tolist() == [1, 2, 3, 4, 5]
+    assert board.warnings == ["digits / lenet / 10 / mixup: 4 runs of 4 different configs (they differ in "
+                              "schedule.lr); split into one row per config (column 'variant')."]
+    assert board.warnings[0] in caplog.text
+
+
+def test_configs_differing_in_several_keys_name_each_key(tmp_path):
+    write_run(tmp_path, make_record("mixup", 0, 70.0, config={"schedule.lr": 0.1, "data.batch_size": 64}))
+    write_run(tmp_path, make_record("mixup", 1, 71.0, config={"schedule.lr": 0.2, "data.batch_size": 64}))
+    write_run(tmp_path, make_record("mixup", 2, 72.0, config={"schedule.lr": 0.1}))
+    board = aggregate(scan(tmp_path))
+    assert sorted(board.table["variant"]) == ["data.batch_size=32, schedule.lr=0.1",
+                                              "data.batch_size=64, schedule.lr=0.1",
+                                              "data.batch_size=64, schedule.lr=0.2"]
+    assert "they differ in data.batch_size, schedule.lr" in board.warnings[0]
+
+
+def test_unhashed_keys_do_not_split(tmp_path):
+    # the progress bar is left out of the config hash: same experiment, pooled over seeds as usual
+    write_run(tmp_path, make_record("mixup", 0, 70.0, config={"runtime.progress": True}))
+    write_run(tmp_path, make_record("mixup", 1, 72.0))
+    board = aggregate(scan(tmp_path))
+    assert board.table["n"].tolist() == [2] and board.warnings == [] and "variant" not in board.table
+
+
+def test_same_config_under_two_hashes_is_one_experiment(tmp_path):
+    # hashes written by another version of the hash rules: the resolved configs are what decide
+    write_run(tmp_path, make_record("mixup", 0, 70.0, config_hash="oldhash"))
+    write_run(tmp_path, make_record("mixup", 1, 72.0))
+    board = aggregate(scan(tmp_path))
+    assert board.table["n"].tolist() == [2] and board.warnings == []
+
+
+def test_unreadable_config_splits_by_hash(tmp_path):
+    run = write_run(tmp_path, make_record("mixup", 0, 70.0, config={"schedule.lr": 0.5}))
+    write_run(tmp_path, make_record("mixup", 1, 72.0))
+    (run / "config.yaml").unlink()
+    board = aggregate(scan(tmp_path))
+    assert board.table["n"].tolist() == [1, 1]
+    assert sorted(board.table["variant"]) == sorted(f"config {p.name.split('-')[0]}" for p in run.parent.iterdir())
+    assert "a config.yaml is unreadable" in board.warnings[0]
+
+
+def test_a_seed_counts_once(tmp_path):
+    # the same run dir copied into a second work dir, both scanned: seed 0 must not count twice
+    first, second = tmp_path / "a", tmp_path / "b"
+    run = write_run(first, make_record("mixup", 0, 70.0))
+    write_run(first, make_record("mixup", 1, 74.0))
+    copy = second / run.relative_to(first)
+    shutil.copytree(run, copy)
+    rec = make_record("mixup", 0, 76.0)
+    rec["finished"] = "2025-01-02T00:00:00"  # the copy finished later: it is the one that counts
+    write_run(second, rec)
+    board = aggregate(scan([first, second]))
+    row = board.table.iloc[0]
+    assert row["n"] == 2 and row["seeds"] == [0, 1] and row["mean"] == pytest.approx(75.0)
+    assert board.excluded["reason"].tolist() == [f"duplicate of {copy} (same config and seed)"]
+    assert board.warnings == [f"{run}: same config and seed as {copy}; the seed counts once."]
 
 
 def test_user_errors_are_config_errors(store):

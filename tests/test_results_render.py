@@ -1,6 +1,8 @@
-"""Every board renderer, and the HTML page sorted by a click in headless Chromium."""
+"""Every board renderer, and the HTML page sorted by a click in headless Chromium; CIs clipped to the range of a
+percentage, bars from 0, warnings of split groups, and no board from an empty work dir."""
 
 import csv
+import html
 import io
 import math
 import re
@@ -102,6 +104,106 @@ def test_leaderboard_cli(work, tmp_path, capsys, caplog):
     assert sorted(p.name for p in out.iterdir()) == ["leaderboard.csv", "leaderboard.md"]
     assert leaderboard_main([str(work), "--metric", "top9"]) == 2
     assert "no run has metric 'top9'" in capsys.readouterr().err
+
+
+# 99, 100, 98 -> mean 99, s = 1, half-width t(0.975, 2) / sqrt(3) = 2.4841: the raw interval ends past 100
+NEAR_100 = [99.0, 100.0, 98.0]
+HALF = 4.302653 / math.sqrt(3)
+
+
+@pytest.fixture
+def near_100(tmp_path):
+    root = tmp_path / "near100"
+    for seed, v in enumerate(NEAR_100):
+        write_run(root, make_record("mixup", seed, v))
+    write_run(root, make_record("none", 0, 60.0))
+    write_run(root, make_record("none", 1, 100.0))  # mean 80, s = 28.28: the ± std bar would reach 108
+    return aggregate(scan(root))
+
+
+def test_ci_of_a_percentage_is_clipped_where_shown(near_100):
+    raw = near_100.table.iloc[0]
+    assert raw["ci_high"] == pytest.approx(99.0 + HALF, abs=1e-4) and raw["ci_high"] > 100  # data stays raw
+    shown = f"[{99.0 - HALF:.2f}, 100.00]"
+    assert f"| 3 | {shown} |" in to_markdown(near_100) and "CIs clipped to [0, 100]" in to_markdown(near_100)
+    assert f">{shown}</td>" in to_html(near_100)
+    assert f"& 3 & {shown} &" in to_latex(near_100) and "clipped to [0, 100]" in to_latex(near_100)
+    rows = list(csv.DictReader(io.StringIO(to_csv(near_100))))
+    assert float(rows[0]["ci_high"]) == 100.0 and float(rows[0]["ci_low"]) == pytest.approx(99.0 - HALF)
+    assert float(rows[0]["ci95"]) == pytest.approx(HALF, abs=1e-4)  # the raw half-width
+    assert float(rows[1]["ci_low"]) == 0.0 and float(rows[1]["ci_high"]) == 100.0  # 80 ± 254 shown as [0, 100]
+
+
+def test_unbounded_metric_is_not_clipped(tmp_path):
+    for seed, v in enumerate([-3.0, 1.0]):  # a signed score: no range to clip to
+        rec = make_record("mixup", seed)
+        rec["metrics"]["score"] = {"final": v, "best": v, "median_last_k": v, "k": 1}
+        write_run(tmp_path, rec)
+    board = aggregate(scan(tmp_path), metric="score")
+    half = 12.7062 * 2.0 * math.sqrt(2) / math.sqrt(2)
+    assert board.bounds is None and "clipped" not in to_markdown(board)
+    assert f"[{-1 - half:.2f}, {-1 + half:.2f}]" in to_markdown(board)
+
+
+def _svg_bars(page):
+    """(bar bottom, bar top) per bar and the y of each tick label, from the board's first bar chart."""
+    svg = page.split("<svg")[1]
+    ticks = {float(t): float(y) - 4 for y, t in re.findall(r'<text x="\d+" y="([\d.]+)" text-anchor="end">([-\d.]+)<', svg)}
+    bars = [(float(y) + float(h), float(y)) for y, h in re.findall(r'<rect x="[\d.]+" y="([\d.]+)" width="\d+" height="([\d.]+)"', svg)]
+    whiskers = [(float(a), float(b)) for a, b in re.findall(r'<path d="M[\d.]+ ([\d.]+)V([\d.]+)', svg)]
+    return ticks, bars, whiskers
+
+
+def test_html_bars_start_at_zero(near_100):
+    ticks, bars, whiskers = _svg_bars(to_html(near_100))
+    assert min(ticks) == 0.0 and max(ticks) == 100.0
+    assert all(bottom == pytest.approx(ticks[0.0], abs=0.1) for bottom, _ in bars)
+    y_per_unit = (ticks[0.0] - ticks[100.0]) / 100
+    assert [round((ticks[0.0] - top) / y_per_unit, 1) for _, top in bars] == [99.0, 80.0]  # bar top = mean
+    assert all(min(a, b) >= ticks[100.0] - 0.1 for a, b in whiskers)  # no error bar above 100 %
+
+
+def test_png_bars_start_at_zero(near_100):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from mixbench.results.plots import _bars
+
+    fig, ax = plt.subplots()
+    (title, rows), = near_100.panels()
+    _bars(near_100, title, rows, ax)
+    assert ax.get_ylim()[0] == 0.0
+    assert [p.get_y() for p in ax.patches] == [0.0, 0.0] and [p.get_height() for p in ax.patches] == [99.0, 80.0]
+    errorbar = next(c for c in ax.containers if hasattr(c, "lines"))
+    whisker_tops = [seg[:, 1].max() for seg in errorbar.lines[2][0].get_segments()]
+    assert whisker_tops == pytest.approx([100.0, 100.0])  # 99 + 1 and 80 + 28 clipped at 100
+    plt.close(fig)
+
+
+def test_split_groups_are_named_in_every_format(tmp_path):
+    for lr, v in ((0.1, 70.0), (0.01, 60.0)):
+        write_run(tmp_path, make_record("mixup", 0, v, config={"schedule.lr": lr}))
+    board = aggregate(scan(tmp_path))
+    warning = "split into one row per config (column 'variant')"
+    md = to_markdown(board)
+    assert "> **Warning:** digits / lenet / 10 / mixup: 2 runs of 2 different configs" in md
+    assert md.index(warning) < md.index("| Dataset") and "| Variant |" in md.splitlines()[6]
+    assert "| mixup | schedule.lr=0.1 | **70.00** |" in md
+    assert '<p class="warn">Warning: digits' in to_html(board) and html.escape(warning) in to_html(board)
+    assert "mixup schedule.lr=0.01" in to_html(board)  # bar label
+    assert warning in to_latex(board) and "schedule.lr=0.01" in to_latex(board)
+    assert [r["variant"] for r in csv.DictReader(io.StringIO(to_csv(board)))] == ["schedule.lr=0.1", "schedule.lr=0.01"]
+
+
+def test_empty_work_dir_warns_and_fails(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    out = tmp_path / "board"
+    assert leaderboard_main([str(tmp_path / "empty"), "--out", str(out)]) == 1
+    printed = capsys.readouterr()
+    assert printed.out == "" and f"warning: no run records under {tmp_path / 'empty'}" in printed.err
+    assert not out.exists()
 
 
 def _chromium():

@@ -163,3 +163,11 @@ def test_editing_an_entry_starts_fresh_runs(tmp_path, fake_env):
 def test_shipped_suites_load(suite_file):
     suite = load_suite(suite_file)
     assert suite.runs and all(r.seeds for r in suite.runs)
+
+
+def test_report_without_records_warns_and_writes_nothing(tmp_path, capsys):
+    suite = _suite(tmp_path)
+    assert bench_main(["report", str(suite)]) == 1
+    printed = capsys.readouterr()
+    assert printed.out == "" and "warning: no run records of suite t under" in printed.err
+    assert not (tmp_path / "out").exists()

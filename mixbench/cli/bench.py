@@ -2,7 +2,8 @@
 
 ``run`` trains every (entry, seed) of the suite that has no finished record and skips the rest, so an
 interrupted suite is resumed by running it again; ``report`` prints the board (with reference and
-difference columns when the suite has published numbers) and writes it to the suite's ``out`` directory;
+difference columns when the suite has published numbers) and writes it to the suite's ``out`` directory
+(with no record yet it warns, writes nothing and exits with status 1);
 ``status`` lists each run's state.
 """
 
@@ -50,6 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _report(suite, out=None, formats="md,csv,latex,html,png", write=True, wandb=False) -> int:
     board = suite_board(suite)
+    if not board.has_runs:  # an empty board must not replace the published one
+        print(f"warning: no run records of suite {suite.name} under {suite.work_dir}; no board written "
+              f"(python tools/bench.py run {suite.path})", file=sys.stderr)
+        return 1
     sys.stdout.write(to_markdown(board))
     if write:
         for path in write_board(board, out or suite.out, parse_formats(formats), stem="leaderboard"):

@@ -1,7 +1,9 @@
 """``mixbench leaderboard WORK_DIR... [--by ...] [--metric ...] [--format md,csv,latex,html] [--out DIR]``.
 
 Scans work dirs for run records, aggregates them and prints the Markdown board; ``--out`` also writes the
-chosen formats there. Failed / NaN / unfinished runs are listed under the board, never on it.
+chosen formats there. Failed / NaN / unfinished runs are listed under the board, never on it. Work dirs
+without any run record give a warning and exit status 1, and no file is written (an empty board must not
+replace a published one).
 """
 
 from __future__ import annotations
@@ -46,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
         formats = parse_formats(args.format)
         board = aggregate(scan(args.work_dirs), metric=args.metric, definition=args.definition,
                           by=args.by.split(","), higher_is_better=not args.lower_is_better, title=args.title)
+        if not board.has_runs:
+            print(f"warning: no run records under {', '.join(args.work_dirs)}; no board written", file=sys.stderr)
+            return 1
         sys.stdout.write(to_markdown(board))
         if args.out:
             for path in write_board(board, args.out, formats, stem=args.stem, with_curves=not args.no_curves):

@@ -5,25 +5,38 @@ reports mean ± sample std over its seeds, n, a 95% confidence interval of the m
 (half-width ``t(0.975, n-1) · s / √n``), and its rank among the methods compared under the same
 (dataset, backbone, epochs). Failed, unfinished and NaN runs never enter the table; they are listed in
 :attr:`Board.excluded` with the reason.
+
+A row must hold one experiment over several seeds. When the runs of a group have different config hashes
+(a learning rate, a method parameter or any other hashed key that ``by`` does not name), the group is split:
+each config gets its own row, told apart by a ``variant`` column that names the differing keys
+(``schedule.lr=0.1``), and :attr:`Board.warnings` says which group was split and why. Two records of the
+same config and seed (a run copied into two scanned work dirs) count once: the one that finished last stays
+on the board, the others are listed as excluded duplicates.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from mixbench.errors import ConfigError
 from mixbench.results.record import METRIC_DEFS
 from mixbench.results.store import Store, read_curve
 
+log = logging.getLogger("mixbench.results")
+
 DEFAULT_BY = ("dataset", "backbone", "epochs", "method")
+# The column that tells apart runs of one group whose configs differ in keys ``by`` does not name.
+VARIANT = "variant"
 # Keys that name *what is compared*; the rest of ``by`` names the setting a comparison happens in.
-_CONTENDER_KEYS = ("method", "method_params", "label")
+_CONTENDER_KEYS = ("method", "method_params", "label", VARIANT)
 METRIC_LABELS = {"top1": "top-1", "top5": "top-5", "loss": "loss"}
 
 
@@ -43,6 +56,8 @@ class Board:
             when a reference was given, ``reference`` and ``diff`` (mean − reference).
         excluded: one row per run kept out of the table, with ``reason``.
         skipped: ``(path, reason)`` of records that could not be read.
+        warnings: what the board did to keep different experiments apart (split groups, duplicates); the
+            renderers show them under the header.
     """
 
     table: pd.DataFrame
@@ -56,6 +71,7 @@ class Board:
     title: str = "mixbench leaderboard"
     reference_source: str | None = None
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     scale: float = 1.0  # display unit factor applied to the records' values (100 for accuracies in %)
 
     @property
@@ -85,11 +101,33 @@ class Board:
     def has_reference(self) -> bool:
         return "reference" in self.table.columns
 
+    @property
+    def has_runs(self) -> bool:
+        """False when no record was found at all (nothing on the board and nothing excluded)."""
+        return not (self.table.empty and self.excluded.empty)
+
+    @property
+    def bounds(self) -> tuple[float, float] | None:
+        """The range the shown metric can take: [0, 100] for accuracies in percent, else unbounded."""
+        return (0.0, 100.0) if self.scale == 100.0 else None
+
+    def clip(self, values):
+        """``values`` clipped to :attr:`bounds`, unchanged for an unbounded metric. Renderers clip what they
+        show (the t-interval of a mean near 100 % reaches past 100, which no accuracy can); ``table`` keeps
+        the raw numbers."""
+        return np.clip(values, *self.bounds) if self.bounds else values
+
+    def shown_ci(self) -> pd.DataFrame:
+        """``ci_low`` and ``ci_high`` as every renderer shows them (clipped, see :meth:`clip`)."""
+        return self.clip(self.table[["ci_low", "ci_high"]].astype(float))
+
     def row_label(self, row: Mapping) -> str:
         """What a row compares (method and named params), for legends and bar labels."""
         parts = []
         for c in self.contenders:
             v = row[c]
+            if c == VARIANT and not v:
+                continue
             if c.startswith("params."):
                 parts.append(f"{c[7:]}={_fmt_key(v)}")
             else:
@@ -207,16 +245,116 @@ def aggregate(
     excluded = runs.loc[~keep, excluded_cols].assign(reason=reasons[~keep]) if not runs.empty else (
         pd.DataFrame(columns=[*excluded_cols, "reason"]))
 
+    good, by, warnings, duplicates = separate_experiments(good, by)
+    if len(duplicates):
+        duplicates = duplicates[[*excluded_cols, "reason"]]
+        excluded = pd.concat([excluded, duplicates]) if len(excluded) else duplicates
+    for w in warnings:
+        log.warning("%s", w)
     scale = 100.0 if percent_metric(metric) else 1.0
     table = _group_stats(good, by, col, scale)
     k = _k_text(good, metric) if definition == "median_last_k" else None
     board = Board(table=table, excluded=excluded.reset_index(drop=True), skipped=list(store.skipped),
                   metric=metric, definition=definition, by=by, k=k, higher_is_better=higher_is_better,
-                  title=title, reference_source=reference_source, scale=scale)
+                  title=title, reference_source=reference_source, warnings=warnings, scale=scale)
     if reference is not None and not table.empty:
         board.table = _merge_reference(board.table, reference)
     board.table = _rank(board)
     return board
+
+
+def separate_experiments(runs: pd.DataFrame, by: list[str]) -> tuple[pd.DataFrame, list[str], list[str],
+                                                                       pd.DataFrame]:
+    """Keep each board row to one experiment: split groups that mix configs, count each seed once.
+
+    Returns ``(runs, by, warnings, duplicates)``: ``runs`` with a ``variant`` column (and ``by`` with
+    ``variant`` appended) when some group held several configs, and ``duplicates``, the runs left out
+    because another record of the same experiment and seed finished later (with a ``reason``).
+    """
+    warnings: list[str] = []
+    duplicates = runs.iloc[:0].assign(reason=pd.Series(dtype=object))
+    if runs.empty:
+        return runs, by, warnings, duplicates
+    runs = runs.assign(**{VARIANT: ""})
+    # Only the groups holding several config hashes are looked at (and their config.yaml files read).
+    hashes = runs.groupby(by, dropna=False, sort=False)["config_hash"].transform("nunique")
+    for group, frame in runs[hashes > 1].groupby(by, dropna=False, sort=True):
+        variants, differing = _variants(frame)
+        if differing is None:  # identical configs under the current hash rules: one experiment
+            continue
+        runs.loc[frame.index, VARIANT] = variants
+        name = " / ".join(_fmt_key(v) for v in (group if isinstance(group, tuple) else (group,)))
+        warnings.append(f"{name}: {len(frame)} runs of {variants.nunique()} different configs (they differ in "
+                        f"{differing}); split into one row per config (column '{VARIANT}').")
+    if warnings:
+        by = [*by, VARIANT]
+    else:
+        runs = runs.drop(columns=VARIANT)
+    # One experiment, one seed twice (a run dir copied into a second scanned work dir): it counts once.
+    same = [*by, "seed"]
+    repeated = runs[runs.duplicated(same, keep=False)]
+    if repeated.empty:
+        return runs, by, warnings, duplicates
+    if "finished" in repeated.columns:
+        repeated = repeated.sort_values("finished", na_position="first", kind="stable")
+    dropped = []
+    for _, frame in repeated.groupby(same, dropna=False, sort=False):
+        kept = frame["path"].iloc[-1]
+        for i, path in frame["path"].iloc[:-1].items():
+            dropped.append((i, f"duplicate of {kept} (same config and seed)"))
+            warnings.append(f"{path}: same config and seed as {kept}; the seed counts once.")
+    index = [i for i, _ in dropped]
+    duplicates = runs.loc[index].assign(reason=[r for _, r in dropped])
+    return runs.drop(index=index), by, warnings, duplicates
+
+
+def _variants(frame: pd.DataFrame) -> tuple[pd.Series, str | None]:
+    """Per run, the config keys whose values differ within ``frame`` (``"schedule.lr=0.1"``), and those
+    keys as one phrase; ``(…, None)`` when the configs do not differ. A run whose ``config.yaml`` cannot be
+    read is told apart by its config hash."""
+    configs = {i: _flat_config(path) for i, path in frame["path"].items()}
+    if any(c is None for c in configs.values()):
+        return "config " + frame["config_hash"].astype(str), "config hash (a config.yaml is unreadable)"
+    keys = sorted(set().union(*configs.values()))
+    missing = object()
+    differ = [k for k in keys if len({_fmt_value(c.get(k, missing)) for c in configs.values()}) > 1]
+    if not differ:
+        return pd.Series("", index=frame.index), None
+    text = pd.Series({i: ", ".join(f"{k}={_fmt_value(c.get(k))}" for k in differ) for i, c in configs.items()})
+    return text, ", ".join(differ)
+
+
+def _flat_config(run_dir: str) -> dict | None:
+    """The hashed keys of a run's resolved ``config.yaml`` as ``{"schedule.lr": 0.1, ...}``."""
+    # what the config hash covers, the same view the run dir's name comes from
+    from mixbench.config.validate import semantic_view
+
+    try:
+        with open(f"{run_dir}/config.yaml", encoding="utf-8") as f:
+            cfg = yaml.safe_load(f)
+    except (OSError, yaml.YAMLError):
+        return None
+    if not isinstance(cfg, dict):
+        return None
+    out: dict = {}
+
+    def walk(node: dict, prefix: str) -> None:
+        for k, v in node.items():
+            if isinstance(v, dict) and v:
+                walk(v, f"{prefix}{k}.")
+            else:
+                out[f"{prefix}{k}"] = v
+
+    walk(semantic_view(cfg), "")
+    return out
+
+
+def _fmt_value(v) -> str:
+    if isinstance(v, float):
+        return f"{v:g}"
+    if isinstance(v, (list, dict)):
+        return json.dumps(v, sort_keys=True, default=str)
+    return str(v)
 
 
 def _group_stats(good: pd.DataFrame, by: list[str], col: str, scale: float = 1.0) -> pd.DataFrame:

@@ -12,7 +12,7 @@ import math
 import pandas as pd
 
 from mixbench.results.aggregate import Board
-from mixbench.results.render import CI_NOTE, ci_cell, fmt, key_cell, key_name, records, value_cell
+from mixbench.results.render import ci_cell, ci_note, fmt, key_cell, key_name, records, value_cell
 
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
            "#bcbd22", "#17becf")
@@ -28,7 +28,7 @@ th.sortable{cursor:pointer;user-select:none;background:#f4f4f4}
 th.sortable:hover{background:#e8e8e8}
 th[aria-sort=ascending]::after{content:" \\25B2"}th[aria-sort=descending]::after{content:" \\25BC"}
 tr.best td{font-weight:600}
-.note{color:#555}.charts{display:flex;flex-wrap:wrap;gap:16px}
+.note{color:#555}.warn{color:#8a4b00;background:#fff4e0;padding:4px 8px}.charts{display:flex;flex-wrap:wrap;gap:16px}
 figure{margin:0}figcaption{font-size:13px;color:#444}
 svg text{font:11px system-ui,sans-serif;fill:#333}
 """
@@ -77,7 +77,7 @@ def board_table(board: Board) -> str:
     for r in records(board.table):
         cells = [_td(key_cell(r[c]), num=c == "epochs") for c in board.by]
         cells += [_td(value_cell(r), r["mean"], True), _td(str(int(r["n"])), int(r["n"]), True),
-                  _td(ci_cell(r), r["ci95"], True), _td(str(int(r["rank"])), int(r["rank"]), True)]
+                  _td(ci_cell(board, r), r["ci95"], True), _td(str(int(r["rank"])), int(r["rank"]), True)]
         if board.has_reference:
             cells += [_td(fmt(r["reference"]), float(r["reference"]), True),
                       _td(fmt(r["diff"], signed=True), float(r["diff"]), True)]
@@ -101,12 +101,17 @@ def _nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
 
 
 def bar_chart(board: Board, title: str, rows: pd.DataFrame) -> str:
-    """SVG bars of the mean with ± std error bars (and reference ticks when the board has them)."""
+    """SVG bars of the mean with ± std error bars (and reference ticks when the board has them).
+
+    The value axis always includes 0 and bars grow from it, so bar lengths compare as the values do.
+    """
     means = rows["mean"].astype(float).tolist()
     stds = rows["std"].astype(float).fillna(0.0).tolist()
     refs = rows["reference"].astype(float).tolist() if board.has_reference else [math.nan] * len(rows)
-    values = [m - s for m, s in zip(means, stds)] + [m + s for m, s in zip(means, stds)]
-    values += [r for r in refs if math.isfinite(r)]
+    # error bars end inside the metric's range (no accuracy reaches past 100 %)
+    lows = [float(v) for v in board.clip([m - s for m, s in zip(means, stds)])]
+    highs = [float(v) for v in board.clip([m + s for m, s in zip(means, stds)])]
+    values = [0.0, *lows, *highs, *(r for r in refs if math.isfinite(r))]
     ticks = _nice_ticks(min(values), max(values))
     lo, hi = ticks[0], ticks[-1]
     bw, gap, left, top, bottom = 34, 14, 48, 24, 70
@@ -121,16 +126,16 @@ def bar_chart(board: Board, title: str, rows: pd.DataFrame) -> str:
     for t in ticks:
         parts.append(f'<line x1="{left}" x2="{width}" y1="{y(t):.1f}" y2="{y(t):.1f}" stroke="#e5e5e5"/>'
                      f'<text x="{left - 6}" y="{y(t) + 4:.1f}" text-anchor="end">{t:g}</text>')
-    for i, (r, m, s, ref) in enumerate(zip(records(rows), means, stds, refs)):
+    for i, (r, m, s, e0, e1, ref) in enumerate(zip(records(rows), means, stds, lows, highs, refs)):
         x = left + gap + i * (bw + gap)
         color = PALETTE[i % len(PALETTE)]
         label = board.row_label(r)
-        parts.append(f'<rect x="{x}" y="{y(m):.1f}" width="{bw}" height="{y(lo) - y(m):.1f}" fill="{color}">'
-                     f'<title>{_e(label)}: {_e(value_cell(r))} (n={int(r["n"])})</title></rect>')
+        parts.append(f'<rect x="{x}" y="{min(y(m), y(0)):.1f}" width="{bw}" height="{abs(y(0) - y(m)):.1f}" '
+                     f'fill="{color}"><title>{_e(label)}: {_e(value_cell(r))} (n={int(r["n"])})</title></rect>')
         if s > 0:
             cx = x + bw / 2
-            parts.append(f'<path d="M{cx:.1f} {y(m - s):.1f}V{y(m + s):.1f}M{cx - 6:.1f} {y(m - s):.1f}'
-                         f'h12M{cx - 6:.1f} {y(m + s):.1f}h12" stroke="#000" stroke-width="1.2"/>')
+            parts.append(f'<path d="M{cx:.1f} {y(e0):.1f}V{y(e1):.1f}M{cx - 6:.1f} {y(e0):.1f}'
+                         f'h12M{cx - 6:.1f} {y(e1):.1f}h12" stroke="#000" stroke-width="1.2"/>')
         if math.isfinite(ref):
             parts.append(f'<path d="M{x - 3} {y(ref):.1f}h{bw + 6}" stroke="#000" stroke-dasharray="3 2"'
                          f' stroke-width="1.5"><title>reference {ref:g}</title></path>')
@@ -139,7 +144,7 @@ def bar_chart(board: Board, title: str, rows: pd.DataFrame) -> str:
     parts.append("</svg>")
     ref_note = "; dashed: reference" if board.has_reference else ""
     return (f"<figure>{''.join(parts)}<figcaption>{_e(title)}: {_e(board.metric_label)}, "
-            f"{_e(board.definition_text)}; bars mean, error bars ± std{ref_note}</figcaption></figure>")
+            f"{_e(board.definition_text)}; bars from 0 to the mean, error bars ± std{ref_note}</figcaption></figure>")
 
 
 def curve_chart(board: Board, title: str, series: list[dict]) -> str:
@@ -208,6 +213,7 @@ def render_page(board: Board, curves: list[dict] | None = None) -> str:
         curve_html = "<h2>Training curves</h2><div class=charts>" + "".join(
             curve_chart(board, p, s) for p, s in by_panel.items()) + "</div>"
     ref = f'<p class="note">Reference: {_e(board.reference_source)}</p>' if board.reference_source else ""
+    warn = "".join(f'<p class="warn">Warning: {_e(w)}</p>' for w in board.warnings)
     notes = "".join(f'<p class="note">{_e(n)}</p>' for n in board.notes)
     within = " / ".join(key_name(c) for c in board.compare_within) or "the board"
     return (
@@ -215,9 +221,9 @@ def render_page(board: Board, curves: list[dict] | None = None) -> str:
         f"<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><title>{_e(board.title)}</title>"
         f"<style>{_STYLE}</style></head><body>"
         f"<h1>{_e(board.title)}</h1>"
-        f'<p class="note">Metric: {_e(board.header)}. {_e(CI_NOTE)}; rank within {_e(within)}. '
+        f'<p class="note">Metric: {_e(board.header)}. {_e(ci_note(board))}; rank within {_e(within)}. '
         "Click a column header to sort.</p>"
-        f"{ref}{board_table(board)}"
+        f"{warn}{ref}{board_table(board)}"
         f"<h2>{_e(board.metric_label.capitalize())} by method</h2><div class=charts>{charts}</div>"
         f"{curve_html}{excluded_section(board)}{notes}"
         f"<script>{_SCRIPT}</script></body></html>\n"

@@ -41,21 +41,25 @@ def plot_board(board: Board, path: str | Path, curves: list[dict] | None = None,
 
 
 def _bars(board: Board, title: str, rows, ax) -> None:
+    """Bars from 0 to the mean (the value axis always includes 0, as in the HTML chart), ± std error bars
+    clipped to the metric's range."""
     labels = [board.row_label(r) for _, r in rows.iterrows()]
     means = rows["mean"].astype(float).to_numpy()
     stds = rows["std"].astype(float).fillna(0.0).to_numpy()
+    lows, highs = board.clip(means - stds), board.clip(means + stds)
     x = range(len(rows))
-    ax.bar(x, means, yerr=stds, capsize=4, color=[f"C{i % 10}" for i in x], edgecolor="black", linewidth=0.4)
-    lo = min(means - stds)
-    hi = max(means + stds)
+    ax.bar(x, means, yerr=[means - lows, highs - means], capsize=4, color=[f"C{i % 10}" for i in x],
+           edgecolor="black", linewidth=0.4)
+    lo = min(0.0, lows.min())
+    hi = max(0.0, highs.max())
     if board.has_reference:
         refs = rows["reference"].astype(float).to_numpy()
         for i, r in zip(x, refs):
             if math.isfinite(r):
                 ax.hlines(r, i - 0.45, i + 0.45, colors="black", linestyles="dashed", linewidth=1.2)
                 lo, hi = min(lo, r), max(hi, r)
-    pad = max((hi - lo) * 0.15, 0.5)
-    ax.set_ylim(lo - pad, hi + pad)
+    pad = max((hi - lo) * 0.05, 0.5)
+    ax.set_ylim(lo - pad if lo < 0 else 0.0, hi + pad if hi > 0 or lo == 0 else 0.0)
     ax.set_xticks(list(x), labels, rotation=35, ha="right", fontsize=8)
     ax.set_ylabel(board.metric_label)
     ref = ", dashed = reference" if board.has_reference else ""

@@ -20,8 +20,9 @@ from mixbench.results.aggregate import Board
 FORMATS = ("md", "csv", "latex", "html", "png")
 _EXT = {"md": "md", "csv": "csv", "latex": "tex", "html": "html", "png": "png"}
 _KEY_NAMES = {"dataset": "Dataset", "backbone": "Backbone", "epochs": "Epochs", "method": "Method",
-              "method_params": "Params", "label": "Run"}
+              "method_params": "Params", "label": "Run", "variant": "Variant"}
 CI_NOTE = "95% CI of the mean: t-distribution over seeds"
+CI_CLIP_NOTE = "CIs clipped to [0, 100]"
 
 
 def records(frame: pd.DataFrame) -> list[dict]:
@@ -59,10 +60,17 @@ def value_cell(row: Mapping, pm: str = "±") -> str:
     return fmt(row["mean"])
 
 
-def ci_cell(row: Mapping) -> str:
+def ci_cell(board: Board, row: Mapping) -> str:
+    """``[low, high]`` of the 95% CI as shown: clipped to the metric's range (:meth:`Board.clip`)."""
     if math.isnan(row["ci95"]):
         return "–"
-    return f"[{fmt(row['ci_low'])}, {fmt(row['ci_high'])}]"
+    lo, hi = board.clip([float(row["ci_low"]), float(row["ci_high"])])
+    return f"[{fmt(float(lo))}, {fmt(float(hi))}]"
+
+
+def ci_note(board: Board) -> str:
+    """How the CI column was computed (and clipped), for every format's header."""
+    return f"{CI_NOTE}, {CI_CLIP_NOTE}" if board.bounds else CI_NOTE
 
 
 def display_rows(board: Board, pm: str = "±") -> tuple[list[str], list[list[str]]]:
@@ -72,8 +80,8 @@ def display_rows(board: Board, pm: str = "±") -> tuple[list[str], list[list[str
         head += ["Reference", "Δ"]
     rows = []
     for r in records(board.table):
-        cells = [key_cell(r[c]) for c in board.by] + [value_cell(r, pm), str(int(r["n"])), ci_cell(r),
-                                                    str(int(r["rank"]))]
+        cells = [key_cell(r[c]) for c in board.by] + [value_cell(r, pm), str(int(r["n"])),
+                                                    ci_cell(board, r), str(int(r["rank"]))]
         if board.has_reference:
             cells += [fmt(r["reference"]), fmt(r["diff"], signed=True)]
         rows.append(cells)
@@ -87,8 +95,10 @@ def _md_escape(s: str) -> str:
 def to_markdown(board: Board) -> str:
     """A GitHub-flavoured Markdown board (best of each comparison in bold), then excluded runs."""
     head, rows = display_rows(board)
-    lines = [f"## {board.title}", "", f"Metric: {board.header}. {CI_NOTE}; rank within "
+    lines = [f"## {board.title}", "", f"Metric: {board.header}. {ci_note(board)}; rank within "
              f"{' / '.join(key_name(c) for c in board.compare_within) or 'the board'}."]
+    for w in board.warnings:
+        lines += ["", f"> **Warning:** {_md_escape(w)}"]
     if board.reference_source:
         lines += ["", f"Reference: {board.reference_source}"]
     lines += [""]
@@ -121,12 +131,18 @@ def _md_excluded(board: Board) -> list[str]:
 
 
 def to_csv(board: Board) -> str:
-    """Machine-readable board: one row per group, numbers unrounded, the metric definition in ``metric``."""
+    """Machine-readable board: one row per group, numbers unrounded, the metric definition in ``metric``.
+
+    ``ci_low``/``ci_high`` are the interval as shown (clipped to [0, 100] for accuracies); ``ci95`` is the
+    raw half-width, so ``mean ± ci95`` is the unclipped t-interval.
+    """
     t = board.table
     out = t[board.by].copy()
     out["metric"] = board.header
-    for c in ("n", "mean", "std", "ci_low", "ci_high", "rank"):
+    for c in ("n", "mean", "std", "ci95"):
         out[c] = t[c]
+    out[["ci_low", "ci_high"]] = board.shown_ci()
+    out["rank"] = t["rank"]
     if board.has_reference:
         out["reference"] = t["reference"]
         out["diff"] = t["diff"]
@@ -151,9 +167,10 @@ def to_latex(board: Board) -> str:
     head, rows = display_rows(board)
     head[len(board.by)] = board.metric_label
     caption = (f"{board.title}. {board.metric_label.capitalize()}, {board.definition_text}; mean ± std over "
-               f"$n$ seeds; {CI_NOTE}.")
+               f"$n$ seeds; {ci_note(board)}.")
     if board.reference_source:
         caption += f" Reference: {board.reference_source}."
+    caption += "".join(f" Warning: {w}" for w in board.warnings)
     align = "l" * len(board.by) + "c" * (len(head) - len(board.by))
     lines = [r"\begin{table}[t]", r"\centering", r"\caption{" + latex_escape(caption).replace(
         r"\$n\$", "$n$") + "}", r"\begin{tabular}{" + align + "}", r"\toprule",

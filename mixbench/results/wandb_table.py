@@ -8,11 +8,13 @@ from mixbench.results.aggregate import Board
 
 
 def board_frame(board: Board):
-    """The board as a flat table: grouping keys, the metric definition, n, mean, std, CI, rank, reference."""
+    """The board as a flat table: grouping keys, the metric definition, n, mean, std, CI (as shown,
+    see :meth:`Board.clip`), rank, reference."""
     cols = [*board.by, "n", "mean", "std", "ci_low", "ci_high", "rank"]
     if board.has_reference:
         cols += ["reference", "diff"]
     frame = board.table[cols].copy()
+    frame[["ci_low", "ci_high"]] = board.shown_ci()
     frame.insert(len(board.by), "metric", board.header)
     return frame.astype({c: str for c in board.by})
 
