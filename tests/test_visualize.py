@@ -1,17 +1,19 @@
 """``mixbench visualize``: pictures of a model-free and of a model-reading policy, and which policies read the
-model (those are drawn through a classifier built from a digits experiment file)."""
+model (those are drawn through a classifier built from a digits experiment file); the natural-photo source."""
 
 from __future__ import annotations
 
 import re
 
+import numpy as np
 import pytest
+import torch
 import yaml
 from PIL import Image
 
-from mixbench.config.compose import DEFAULT_CONFIGS
-from mixbench.cli.visualize import main, weight_text
+from mixbench.cli.visualize import PHOTOS, load_images, main, weight_text
 from mixbench.cli.visualize_model import default_experiment, reads_model, run_model_step
+from mixbench.config.compose import DEFAULT_CONFIGS
 from mixbench.errors import ConfigError
 from mixbench.registry import MIXUPS, build
 
@@ -36,6 +38,36 @@ def test_static_picture(tmp_path):
     assert img.format == "PNG" and img.width > 100 and img.height > 300
 
 
+@pytest.mark.parametrize("n, size", [(1, 32), (4, 224), (len(PHOTOS), 64)])
+def test_photo_source_loads_n_images_of_the_size(n, size):
+    x, labels, names = load_images("photos", n, size)
+    assert x.shape == (n, 3, size, size) and x.dtype == torch.float32
+    assert 0.0 <= float(x.min()) and float(x.max()) <= 1.0 and float(x.std()) > 0.1  # real pictures, not blanks
+    assert labels.tolist() == list(range(n)) and names == list(PHOTOS[:n])
+
+
+def test_photos_are_the_scikit_image_photos():
+    import skimage.data
+
+    # the astronaut is 512 px square: at 512 px it comes back pixel for pixel
+    x, _, _ = load_images("photos", 1, 512)
+    assert torch.equal(x[0], torch.as_tensor(skimage.data.astronaut()).permute(2, 0, 1) / 255.0)
+    # the coffee photo (400 x 600) is cropped to its centre square: the mean colour survives the resize
+    coffee = skimage.data.coffee()[:, 100:500].astype(np.float64) / 255.0
+    x, _, _ = load_images("photos", 2, 224)
+    assert x[1].mean(dim=(1, 2)).double().numpy() == pytest.approx(coffee.mean(axis=(0, 1)), abs=2e-3)
+    camera = load_images("photos", len(PHOTOS), 32)[0][PHOTOS.index("camera")]
+    assert torch.equal(camera[0], camera[1]) and torch.equal(camera[0], camera[2])  # grey shown as RGB
+
+
+def test_photo_picture_at_imagenet_size(tmp_path):
+    out = tmp_path / "cutmix_photos.png"
+    assert main(["--mixup", "cutmix", "--source", "photos", "--n", "2", "--size", "224", "--out", str(out)]) == 0
+    img = Image.open(out)
+    # each of the 2 x 3 images gets at least its 224 pixels a side
+    assert img.format == "PNG" and img.width >= 2 * 224 and img.height >= 3 * 224
+
+
 def test_model_reading_picture(tmp_path):
     out = tmp_path / "snapmix.png"
     assert main(["--mixup", "snapmix", "--n", "3", "--train-steps", "2", "--out", str(out)]) == 0
@@ -58,6 +90,7 @@ def test_relabel_step_is_recorded():
     (["--n", "7"], "--n 7"),
     (["--n", "11", "--source", "digits"], "--n 11"),
     (["--size", "0"], "--size 0"),
+    (["--source", "skimage"], "--source: expected one of photos, digits"),
     (["--config", "no/such.yaml"], "no/such.yaml"),
 ])
 def test_bad_arguments_are_config_errors(tmp_path, args, needle):
@@ -72,8 +105,6 @@ def test_output_folder_is_created(tmp_path):
 
 
 def test_checkpoint_with_ema_weights_loads_the_ema_model(tmp_path):
-    import torch
-
     from mixbench.cli.visualize_model import load_checkpoint
 
     model = torch.nn.Linear(2, 2)

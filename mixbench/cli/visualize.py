@@ -1,8 +1,10 @@
 """``mixbench visualize --mixup NAME [--out FILE.png]``: draw what a mixup policy does to a batch.
 
 The figure has one column per sample and three rows: the originals, their partners, and the mixed images
-with the label weights written under them. Images are scikit-image's sample photos (default) or the
-scikit-learn digits; they are normalised before mixing, as in training, and shown de-normalised.
+with the label weights written under them. Model-free policies mix natural photos that scikit-image ships
+(``--source photos``, the default; e.g. ``--size 224`` for ImageNet size) or the scikit-learn digits
+(``--source digits``); images are normalised before mixing, as in training, and shown de-normalised, each
+image pixel at least one figure pixel.
 """
 
 from __future__ import annotations
@@ -23,37 +25,52 @@ from mixbench.errors import ConfigError
 from mixbench.mixups.base import MixContext
 from mixbench.registry import MIXUPS, build
 
-SKIMAGE_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field")
+# Natural photos in scikit-image's own data folder (no download): the astronaut, a coffee cup, a cat, a
+# rocket on its pad, a motorcycle (left view of the stereo pair) and the grey cameraman (shown as RGB).
+PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "motorcycle", "camera")
+SOURCES = ("photos", "digits")
+DPI = 72  # of the saved figure
+
+
+def _photo(name: str) -> np.ndarray:
+    """One of :data:`PHOTOS` as an H×W×3 uint8 array."""
+    import skimage.data
+
+    img = skimage.data.stereo_motorcycle()[0] if name == "motorcycle" else getattr(skimage.data, name)()
+    return np.repeat(img[..., None], 3, axis=2) if img.ndim == 2 else img
 
 
 def load_images(source: str, n: int, size: int) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    """(n, 3, size, size) float images in [0, 1], labels, class names."""
-    available = {"skimage": len(SKIMAGE_PHOTOS), "digits": 10}.get(source)
-    if available is not None and not 1 <= n <= available:
+    """(n, 3, size, size) float images in [0, 1], labels, class names.
+
+    ``photos``: the centre square of each of the first ``n`` :data:`PHOTOS`, resized (antialiased bilinear)
+    to ``size``; ``digits``: the first scikit-learn digit of each class, upsampled (nearest) from 8 px.
+    """
+    available = {"photos": len(PHOTOS), "digits": 10}.get(source)
+    if available is None:
+        raise ConfigError(f"--source: expected one of {', '.join(SOURCES)}, got {source!r}")
+    if not 1 <= n <= available:
         raise ConfigError(f"--n {n}: --source {source} has 1 to {available} images")
     if size < 1:
         raise ConfigError(f"--size {size}: expected a positive number of pixels")
-    if source == "skimage":
-        import skimage.data
+    if source == "photos":
         imgs, names = [], []
-        for name in SKIMAGE_PHOTOS[:n]:
-            a = torch.as_tensor(np.asarray(getattr(skimage.data, name)()), dtype=torch.float32) / 255.0
-            a = a.permute(2, 0, 1)
+        for name in PHOTOS[:n]:
+            a = torch.as_tensor(_photo(name), dtype=torch.float32).permute(2, 0, 1) / 255.0
             s = min(a.shape[1:])  # centre square crop
             top, left = (a.shape[1] - s) // 2, (a.shape[2] - s) // 2
             a = a[:, top:top + s, left:left + s]
-            imgs.append(F.interpolate(a[None], size=(size, size), mode="bilinear", antialias=True,
-                                      align_corners=False)[0])
+            a = F.interpolate(a[None], size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0]
+            imgs.append(a.clamp_(0.0, 1.0))  # the resampling weights' rounding can step past 1
             names.append(name)
         return torch.stack(imgs), torch.arange(len(names)), names
-    if source == "digits":
-        from sklearn.datasets import load_digits
-        d = load_digits()
-        pick = [int(np.flatnonzero(d.target == c)[0]) for c in range(n)]
-        x = torch.as_tensor(d.images[pick], dtype=torch.float32)[:, None] / 16.0
-        x = F.interpolate(x, size=(size, size), mode="nearest").repeat(1, 3, 1, 1)
-        return x, torch.as_tensor(d.target[pick]), [str(c) for c in range(10)]
-    raise ConfigError(f"--source: expected 'skimage' or 'digits', got {source!r}")
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    pick = [int(np.flatnonzero(d.target == c)[0]) for c in range(n)]
+    x = torch.as_tensor(d.images[pick], dtype=torch.float32)[:, None] / 16.0
+    x = F.interpolate(x, size=(size, size), mode="nearest").repeat(1, 3, 1, 1)
+    return x, torch.as_tensor(d.target[pick]), [str(c) for c in range(10)]
 
 
 def parse_options(items: list[str]) -> dict:
@@ -117,7 +134,10 @@ def draw(x: torch.Tensor, batch, names: list[str], title: str, out: str, before=
                                                          atol=1e-4)
     rows = [("original", [x[r % n] for r in cols]), ("partner", [x[partner_of(batch, r) % n] for r in cols]),
             ("input (features mixed)" if features_only else "mixed", [mixed[r] for r in cols])]
-    fig, axes = plt.subplots(3, len(cols), figsize=(2.2 * len(cols), 7.4), squeeze=False)
+    # a column wide enough for every image pixel to get at least one figure pixel (the axes take about
+    # 85 % of a column after tight_layout), 2.2 in at the least so that the weight text fits
+    cell = max(2.2, x.shape[-1] / DPI / 0.85)
+    fig, axes = plt.subplots(3, len(cols), figsize=(cell * len(cols), 3 * cell + 0.8), squeeze=False)
     for r, (label, imgs) in enumerate(rows):
         for c, img in enumerate(imgs):
             ax = axes[r][c]
@@ -137,7 +157,7 @@ def draw(x: torch.Tensor, batch, names: list[str], title: str, out: str, before=
     fig.suptitle("\n".join(line for part in title.split("\n") for line in textwrap.wrap(part, 90)), fontsize=10)
     fig.tight_layout()
     buf = io.BytesIO()
-    fig.savefig(buf, dpi=72, format="png")
+    fig.savefig(buf, dpi=DPI, format="png")
     plt.close(fig)
     # a 256-colour palette keeps the committed gallery small
     from PIL import Image
@@ -149,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mixup", required=True, help="registered mixup policy name")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="policy options (YAML values)")
     p.add_argument("--config", help="a configs/mixup/NAME.yaml file to take the options from")
-    p.add_argument("--source", default="skimage", help="skimage (default) or digits (model-free policies)")
+    p.add_argument("--source", default="photos",
+                   help="model-free policies: photos (scikit-image's natural photos, default) or digits")
     p.add_argument("--n", type=int, default=4, help="number of samples (columns)")
     p.add_argument("--size", type=int, default=128, help="image side in pixels (model-free policies)")
     p.add_argument("--seed", type=int, default=0)
