@@ -151,6 +151,11 @@ def test_same_config_under_two_hashes_is_one_experiment(tmp_path):
     write_run(tmp_path, make_record("mixup", 1, 72.0))
     board = aggregate(scan(tmp_path))
     assert board.table["n"].tolist() == [2] and board.warnings == []
+    # ... and its seed 1 under the old hash as well: one experiment, so that seed counts once
+    write_run(tmp_path, make_record("mixup", 1, 90.0, config_hash="oldhash"))
+    board = aggregate(scan(tmp_path))
+    assert board.table["n"].tolist() == [2] and board.table["seeds"].tolist() == [[0, 1]]
+    assert len(board.excluded) == 1 and board.excluded["reason"][0].startswith("duplicate of ")
 
 
 def test_unreadable_config_splits_by_hash(tmp_path):
