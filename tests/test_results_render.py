@@ -18,6 +18,7 @@ from mixbench.results.aggregate import aggregate, curves, reference_table
 from mixbench.results.render import (FORMATS, latex_escape, parse_formats, to_csv, to_html, to_latex, to_markdown,
                                      write_board)
 from mixbench.results.store import scan
+from mixbench.results.wandb_table import board_frame
 
 HEADER = "top-1 (%), median of the last 10 epochs, mean ± std over n seeds"
 # method -> per-seed values; means 73 (mixup), 61 (none), 66 (cut_mix&co, n=1); "cut_mix&co" tests escaping
@@ -132,6 +133,8 @@ def test_ci_of_a_percentage_is_clipped_where_shown(near_100):
     assert float(rows[0]["ci_high"]) == 100.0 and float(rows[0]["ci_low"]) == pytest.approx(99.0 - HALF)
     assert float(rows[0]["ci95"]) == pytest.approx(HALF, abs=1e-4)  # the raw half-width
     assert float(rows[1]["ci_low"]) == 0.0 and float(rows[1]["ci_high"]) == 100.0  # 80 ± 254 shown as [0, 100]
+    frame = board_frame(near_100)  # the wandb Table shows the same interval
+    assert frame["ci_high"].tolist() == [100.0, 100.0] and frame["ci_low"].tolist()[1] == 0.0
 
 
 def test_unbounded_metric_is_not_clipped(tmp_path):
