@@ -118,7 +118,8 @@ def test_runs_of_different_configs_are_never_pooled(tmp_path, caplog):
     assert mix["std"].isna().all() and mix["ci95"].isna().all()  # one seed each: no spread, no CI
     cut = t[t["method"] == "cutmix"].iloc[0]
     assert cut["n"] == 2 and cut["variant"] == "" and cut["mean"] == 41.0
-    assert board.row_label(cut) == "cutmix" and board.row_label(mix.reset_index().iloc[0]).startswith("mixup schedule.lr=")
+    assert board.row_label(cut) == "cutmix"
+    assert board.row_label(mix.reset_index().iloc[0]).startswith("mixup schedule.lr=")
     assert board.by[-1] == "variant" and "variant" in board.contenders  # ranked within dataset / backbone / epochs
     assert t["rank"].tolist() == [1, 2, 3, 4, 5]
     assert board.warnings == ["digits / lenet / 10 / mixup: 4 runs of 4 different configs (they differ in "

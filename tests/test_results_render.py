@@ -151,8 +151,10 @@ def test_unbounded_metric_is_not_clipped(tmp_path):
 def _svg_bars(page):
     """(bar bottom, bar top) per bar and the y of each tick label, from the board's first bar chart."""
     svg = page.split("<svg")[1]
-    ticks = {float(t): float(y) - 4 for y, t in re.findall(r'<text x="\d+" y="([\d.]+)" text-anchor="end">([-\d.]+)<', svg)}
-    bars = [(float(y) + float(h), float(y)) for y, h in re.findall(r'<rect x="[\d.]+" y="([\d.]+)" width="\d+" height="([\d.]+)"', svg)]
+    tick_labels = re.findall(r'<text x="\d+" y="([\d.]+)" text-anchor="end">([-\d.]+)<', svg)
+    ticks = {float(t): float(y) - 4 for y, t in tick_labels}  # the label sits 4 px below its grid line
+    rects = re.findall(r'<rect x="[\d.]+" y="([\d.]+)" width="\d+" height="([\d.]+)"', svg)
+    bars = [(float(y) + float(h), float(y)) for y, h in rects]
     whiskers = [(float(a), float(b)) for a, b in re.findall(r'<path d="M[\d.]+ ([\d.]+)V([\d.]+)', svg)]
     return ticks, bars, whiskers
 
