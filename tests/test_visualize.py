@@ -60,6 +60,14 @@ def test_photos_are_the_scikit_image_photos():
     assert torch.equal(camera[0], camera[1]) and torch.equal(camera[0], camera[2])  # grey shown as RGB
 
 
+def test_photos_without_scikit_image_is_a_config_error(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "skimage.data", None)  # import fails as if it were not installed
+    with pytest.raises(ConfigError, match="--source photos needs scikit-image"):
+        load_images("photos", 1, 32)
+
+
 def test_photo_picture_at_imagenet_size(tmp_path):
     out = tmp_path / "cutmix_photos.png"
     assert main(["--mixup", "cutmix", "--source", "photos", "--n", "2", "--size", "224", "--out", str(out)]) == 0

@@ -34,7 +34,11 @@ DPI = 72  # of the saved figure
 
 def _photo(name: str) -> np.ndarray:
     """One of :data:`PHOTOS` as an H×W×3 uint8 array."""
-    import skimage.data
+    try:
+        import skimage.data
+    except ImportError:  # a dev extra: training never needs it
+        raise ConfigError("--source photos needs scikit-image (pip install scikit-image, or mixbench[dev]); "
+                          "--source digits needs only scikit-learn") from None
 
     img = skimage.data.stereo_motorcycle()[0] if name == "motorcycle" else getattr(skimage.data, name)()
     return np.repeat(img[..., None], 3, axis=2) if img.ndim == 2 else img
