@@ -24,7 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("work_dirs", nargs="+", metavar="WORK_DIR", help="directories holding run dirs (searched recursively)")
     p.add_argument("--by", default=",".join(DEFAULT_BY),
                    help="grouping keys, comma separated; method params by name (e.g. ...,method,alpha) "
-                        "or 'params' for all of them (default: %(default)s)")
+                        "or 'params' for all of them (default: %(default)s); a group whose runs differ in "
+                        "any other key of the config hash is split, one row per config (column Variant)")
     p.add_argument("--metric", default="top1", help="metric name in the records (default: %(default)s)")
     p.add_argument("--definition", default="median_last_k", choices=METRIC_DEFS,
                    help="which value of the metric per run (default: %(default)s)")
