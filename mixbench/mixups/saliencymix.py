@@ -21,51 +21,27 @@ its own partner's peak.
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from mixbench.mixups._ops import SampledPolicy, box_from_lam
+from mixbench.mixups._saliency import fine_grained_saliency, spectral_residual, to_pixel_range
 from mixbench.mixups.base import MixBatch, MixContext, sample_beta
 from mixbench.mixups.cutmix import paste_boxes
 from mixbench.registry import MIXUPS
 
-_SR_SIZE = 64  # OpenCV's spectral-residual working resolution
+SALIENCY = ("fine_grained", "spectral_residual")
 
 
-def _gaussian_kernel(size: int, sigma: float, device: torch.device) -> Tensor:
-    t = torch.arange(size, device=device, dtype=torch.float32) - (size - 1) / 2
-    k = torch.exp(-t * t / (2 * sigma * sigma))
-    return k / k.sum()
+def saliency_peak(images: Tensor, saliency: str = "fine_grained", window: bool = False) -> tuple[Tensor, Tensor]:
+    """(cy, cx) of each image's saliency maximum, int64 (k,); ties go to the first pixel in row-major order,
+    as NumPy's ``argmax`` in the references.
 
-
-def spectral_residual(images: Tensor, window: bool = False) -> Tensor:
-    """(k, C, H, W) float images -> (k, H, W) spectral-residual saliency (Hou & Zhang, CVPR 2007), in [0, 1].
-
-    ``window=True`` makes the grey image mean-free and Hann-windowed before the FFT, which removes the
-    response of the FFT's wrap-around at the image border (see the module docstring)."""
-    h, w = images.shape[-2:]
-    grey = images.float().mean(dim=1, keepdim=True)
-    grey = F.interpolate(grey, size=(_SR_SIZE, _SR_SIZE), mode="bilinear", align_corners=False)
-    if window:
-        win = torch.hann_window(_SR_SIZE, periodic=False, device=images.device)
-        grey = (grey - grey.mean(dim=(2, 3), keepdim=True)) * (win.view(-1, 1) * win.view(1, -1))
-    spec = torch.fft.fft2(grey)
-    log_amp = torch.log(spec.abs().clamp_min(1e-12))
-    # the spectrum is periodic (DC at the corner): average with circular padding
-    residual = log_amp - F.avg_pool2d(F.pad(log_amp, (1, 1, 1, 1), mode="circular"), 3, stride=1)
-    sal = torch.fft.ifft2(torch.polar(torch.exp(residual), spec.angle())).abs().square()
-    k = _gaussian_kernel(5, 8.0, images.device)  # OpenCV's 5×5 Gaussian, σ = 8
-    sal = F.conv2d(F.pad(sal, (2, 2, 0, 0), mode="replicate"), k.view(1, 1, 1, -1))
-    sal = F.conv2d(F.pad(sal, (0, 0, 2, 2), mode="replicate"), k.view(1, 1, -1, 1))
-    sal = F.interpolate(sal, size=(h, w), mode="bilinear", align_corners=False).squeeze(1)
-    sal = sal - sal.amin(dim=(1, 2), keepdim=True)
-    return sal / sal.amax(dim=(1, 2), keepdim=True).clamp_min(1e-12)
-
-
-def saliency_peak(images: Tensor, window: bool = False) -> tuple[Tensor, Tensor]:
-    """(cy, cx) of each image's saliency maximum, int64 (k,)."""
-    sal = spectral_residual(images, window)
+    ``fine_grained`` reads each image stretched to 0…255 (``to_pixel_range``); ``window`` applies to
+    ``spectral_residual`` only."""
+    if saliency == "fine_grained":
+        sal = fine_grained_saliency(to_pixel_range(images))
+    else:
+        sal = spectral_residual(images, window)
     flat = sal.flatten(1).argmax(dim=1)
     return flat // sal.shape[-1], flat % sal.shape[-1]
 
@@ -79,13 +55,21 @@ class SaliencyMix(SampledPolicy):
         prob: probability of mixing a batch (official CIFAR: 0.5).
         partner: ``perm`` (references), ``flip`` or ``roll``.
         per_sample: one λ and box per sample, each at its own partner's peak (references: one per batch).
-        window: Hann-window the image before the FFT so the border does not look salient (see above).
+        saliency: ``fine_grained`` (the references' OpenCV detector, on the device) or ``spectral_residual``
+            (Hou & Zhang 2007; mixbench's former default).
+        window: ``spectral_residual`` only: Hann-window the image before the FFT so that the FFT's
+            wrap-around does not make the border salient.
     """
 
     def __init__(self, alpha: float = 1.0, prob: float = 1.0, partner: str = "perm", per_sample: bool = False,
-                 window: bool = False):
+                 saliency: str = "fine_grained", window: bool = False):
         super().__init__(alpha=alpha, prob=prob, partner=partner)
+        if saliency not in SALIENCY:
+            raise ValueError(f"saliency: expected one of {SALIENCY}, got {saliency!r}")
+        if window and saliency != "spectral_residual":
+            raise ValueError("window: applies to saliency=spectral_residual only")
         self.per_sample = bool(per_sample)
+        self.saliency = saliency
         self.window = bool(window)
 
     def sample(self, inputs: Tensor, labels: Tensor, ctx: MixContext) -> dict:
@@ -97,6 +81,6 @@ class SaliencyMix(SampledPolicy):
         """Deterministic op: saliency of ``inputs[index[0]]`` (or of every partner with (N,) λ), box, paste."""
         h, w = inputs.shape[-2:]
         sources = index if lam.numel() > 1 else index[:1]
-        cy, cx = saliency_peak(inputs.index_select(0, sources), self.window)
+        cy, cx = saliency_peak(inputs.index_select(0, sources), self.saliency, self.window)
         box = box_from_lam(lam, cy, cx, h, w, rounding="clovaai")
         return paste_boxes(inputs, labels, num_classes, index, box)
