@@ -41,15 +41,20 @@ NEIGHBOURHOODS = (12, 24, 48, 28, 56, 112)
 _SR_SIZE = 64  # OpenCV's spectral-residual working resolution
 
 
-def to_pixel_range(images: Tensor) -> Tensor:
-    """Map each image affinely onto 0…255 by its own minimum and maximum (over all channels).
+def to_pixel_range(images: Tensor, mean: Tensor | None = None, std: Tensor | None = None) -> Tensor:
+    """A normalised batch back in 0…255 grey levels, for ``fine_grained_saliency``.
 
-    Policies see normalised batches whose mean and std they do not know. The fine-grained map is invariant
-    to an affine change of the grey levels except for the 8-bit roundings, so stretching each image to the
-    8-bit range stands in for the uint8 image that the references read."""
+    With the data preprocessor's per-channel ``mean`` and ``std`` (0…255 units) the normalisation is undone,
+    which recovers the 8-bit image exactly. Without them (an API caller's own tensor) each channel of each
+    image is stretched affinely onto 0…255 by its own minimum and maximum: the result does not depend on the
+    per-channel normalisation, and it is the 8-bit image itself when every channel spans 0…255; otherwise
+    the map differs from the 8-bit image's only through the 8-bit roundings (measured in
+    ``benchmarks/results/saliency_agreement.csv``)."""
     x = images.float()
-    lo = x.amin(dim=(1, 2, 3), keepdim=True)
-    span = x.amax(dim=(1, 2, 3), keepdim=True) - lo
+    if mean is not None and std is not None:
+        return x * std.to(x).view(1, -1, 1, 1) + mean.to(x).view(1, -1, 1, 1)
+    lo = x.amin(dim=(2, 3), keepdim=True)
+    span = x.amax(dim=(2, 3), keepdim=True) - lo
     return (x - lo) * (255.0 / span.clamp_min(1e-12))
 
 
@@ -87,7 +92,7 @@ def _rescale(total: Tensor) -> Tensor:
     """OpenCV's ``(uchar)(255. * (float)(v / (float)max))`` per image; an all-zero map stays zero."""
     peak = total.amax(dim=(1, 2), keepdim=True).float()
     q = total.float() / peak.clamp_min(1.0)  # float32 division, as OpenCV's
-    return torch.floor(255.0 * q.double()).to(torch.int32)
+    return (255.0 * q.double()).to(torch.int32)  # the cast truncates
 
 
 def fine_grained_saliency(images: Tensor) -> Tensor:
@@ -98,8 +103,10 @@ def fine_grained_saliency(images: Tensor) -> Tensor:
     h, w = images.shape[-2:]
     dev = images.device
     grey = _blur3(_blur3(_grey(images)))
-    # integral image with a zero first row and column, in int64 (exact; OpenCV's is float32)
-    ii = F.pad(grey.to(torch.int64).cumsum(1).cumsum(2), (1, 0, 1, 0))
+    # the window sums of OpenCV's integral image, as two 1-D prefix sums (rows, then columns of each band of
+    # rows), exact in integers (OpenCV's integral is float32; int32 while the image sum fits)
+    acc = torch.int32 if h * w * 255 < 2**31 else torch.int64
+    cum_rows = F.pad(grey.to(acc).cumsum(1, dtype=acc), (0, 0, 1, 0))
     centre = grey.float()
     on_total = torch.zeros_like(grey)
     off_total = torch.zeros_like(grey)
@@ -108,16 +115,18 @@ def fine_grained_saliency(images: Tensor) -> Tensor:
     for n in NEIGHBOURHOODS:
         y1, y2 = (ys - n + 1).clamp(0, h), (ys + n + 1).clamp(0, h)
         x1, x2 = (xs - n + 1).clamp(0, w), (xs + n + 1).clamp(0, w)
-        rows2, rows1 = ii[:, y2], ii[:, y1]
-        box = rows2[:, :, x2] + rows1[:, :, x1] - rows2[:, :, x1] - rows1[:, :, x2]
+        band = cum_rows.index_select(1, y2) - cum_rows.index_select(1, y1)  # rows y1 … y2−1 of each column
+        cum = F.pad(band.cumsum(2, dtype=acc), (1, 0))
+        box = cum.index_select(2, x2) - cum.index_select(2, x1)
         area = ((y2 - y1).view(-1, 1) * (x2 - x1).view(1, -1) - 1).float()
         mean = (box.float() - centre) / area  # float32 as in OpenCV: the centre is left out of the mean
         diff = centre - mean
-        on_total += diff.clamp_min(0).trunc().to(torch.int32)
-        off_total += (-diff).clamp_min(0).trunc().to(torch.int32)
+        # float -> integer casts truncate toward zero, as OpenCV's (uchar) casts
+        on_total += diff.clamp_min(0).to(torch.int32)
+        off_total += (-diff).clamp_min(0).to(torch.int32)
     on, off = _rescale(on_total), _rescale(off_total)
     top = torch.maximum(on.amax(dim=(1, 2), keepdim=True), off.amax(dim=(1, 2), keepdim=True)).double()
-    mixed = torch.floor(255.0 * (on + off).double() / top.clamp_min(1.0)).to(torch.int64)
+    mixed = (255.0 * (on + off).double() / top.clamp_min(1.0)).to(torch.int64)
     # on + off can exceed the larger maximum; OpenCV's (uchar) cast keeps the low 8 bits
     return (mixed & 255).to(torch.uint8)
 

@@ -24,7 +24,11 @@ from __future__ import annotations
 from torch import Tensor
 
 from mixbench.mixups._ops import SampledPolicy, box_from_lam
-from mixbench.mixups._saliency import fine_grained_saliency, spectral_residual, to_pixel_range
+from mixbench.mixups._saliency import (
+    fine_grained_saliency,
+    spectral_residual,
+    to_pixel_range,
+)
 from mixbench.mixups.base import MixBatch, MixContext, sample_beta
 from mixbench.mixups.cutmix import paste_boxes
 from mixbench.registry import MIXUPS
@@ -32,14 +36,16 @@ from mixbench.registry import MIXUPS
 SALIENCY = ("fine_grained", "spectral_residual")
 
 
-def saliency_peak(images: Tensor, saliency: str = "fine_grained", window: bool = False) -> tuple[Tensor, Tensor]:
+def saliency_peak(images: Tensor, saliency: str = "fine_grained", window: bool = False,
+                  mean: Tensor | None = None, std: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """(cy, cx) of each image's saliency maximum, int64 (k,); ties go to the first pixel in row-major order,
     as NumPy's ``argmax`` in the references.
 
-    ``fine_grained`` reads each image stretched to 0…255 (``to_pixel_range``); ``window`` applies to
+    ``fine_grained`` reads the images in 0…255 grey levels: de-normalised with the per-channel ``mean`` and
+    ``std`` (0…255 units) when given, else stretched (``to_pixel_range``). ``window`` applies to
     ``spectral_residual`` only."""
     if saliency == "fine_grained":
-        sal = fine_grained_saliency(to_pixel_range(images))
+        sal = fine_grained_saliency(to_pixel_range(images, mean, std))
     else:
         sal = spectral_residual(images, window)
     flat = sal.flatten(1).argmax(dim=1)
@@ -75,12 +81,19 @@ class SaliencyMix(SampledPolicy):
     def sample(self, inputs: Tensor, labels: Tensor, ctx: MixContext) -> dict:
         n, dev = labels.shape[0], inputs.device
         lam = sample_beta(self.alpha, n if self.per_sample else 1, ctx.generator, dev)
-        return {"lam": lam, "index": self.partner_index(n, ctx, dev)}
+        # the preprocessor's statistics give the detector the 8-bit image back (see _saliency.to_pixel_range)
+        pre = getattr(ctx.model, "data_preprocessor", None)
+        mean, std = getattr(pre, "mean", None), getattr(pre, "std", None)
+        stats = {"mean": mean, "std": std} if isinstance(mean, Tensor) and isinstance(std, Tensor) else {}
+        return {"lam": lam, "index": self.partner_index(n, ctx, dev), **stats}
 
-    def mix_with(self, inputs: Tensor, labels: Tensor, num_classes: int, lam: Tensor, index: Tensor) -> MixBatch:
-        """Deterministic op: saliency of ``inputs[index[0]]`` (or of every partner with (N,) λ), box, paste."""
+    def mix_with(self, inputs: Tensor, labels: Tensor, num_classes: int, lam: Tensor, index: Tensor,
+                 mean: Tensor | None = None, std: Tensor | None = None) -> MixBatch:
+        """Deterministic op: saliency of ``inputs[index[0]]`` (or of every partner with (N,) λ), box, paste.
+
+        ``mean``/``std``: the per-channel normalisation of ``inputs`` (0…255 units), if known."""
         h, w = inputs.shape[-2:]
         sources = index if lam.numel() > 1 else index[:1]
-        cy, cx = saliency_peak(inputs.index_select(0, sources), self.saliency, self.window)
+        cy, cx = saliency_peak(inputs.index_select(0, sources), self.saliency, self.window, mean, std)
         box = box_from_lam(lam, cy, cx, h, w, rounding="clovaai")
         return paste_boxes(inputs, labels, num_classes, index, box)
