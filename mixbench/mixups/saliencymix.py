@@ -4,19 +4,33 @@ Uddin et al., "SaliencyMix: A Saliency Guided Data Augmentation Strategy for Bet
 ICLR 2021 (arXiv:2006.01791). Reference code: SaliencyMix/SaliencyMix ``SaliencyMix_CIFAR/saliencymix.py``;
 OpenMixup ``openmixup/models/augments/saliencymix.py``.
 
-Deviation, documented: the references call OpenCV's ``StaticSaliencyFineGrained`` on the CPU for one image
-(a host round trip each step). mixbench computes the spectral-residual saliency of Hou & Zhang (CVPR 2007,
-OpenCV's ``StaticSaliencySpectralResidual`` algorithm) on the device with ``torch.fft``: channel-mean grey
-image resized to 64×64, log-amplitude minus its 3×3 box average, inverse FFT with the original phase,
-squared magnitude, 5×5 Gaussian blur, resized back. Measured agreement with OpenCV 5.0 on the 16
-scikit-image sample photos at 224 px (``benchmarks/saliency_agreement.py``): median Pearson correlation 0.93
-with ``StaticSaliencySpectralResidual``; the fine-grained detector the references use is a different algorithm
-(see ``docs/mixups/README.md`` for its numbers). Like OpenCV's, the spectral residual responds to the FFT's
-wrap-around at the image border (4 of 4 noisy synthetic images peaked at a corner); ``window=True`` makes the
-grey image mean-free and Hann-windowed before the FFT to remove that response (a mixbench option).
-As in the references the box is centred on the saliency peak
-of one partner image (``index[0]``) and shared by the batch; ``per_sample=True`` centres each sample's box on
-its own partner's peak.
+Saliency: as in the references, OpenCV's ``StaticSaliencyFineGrained`` (Montabone & Soto 2010), but
+computed on the device, vectorised over the batch and without a host round trip
+(``mixbench/mixups/_saliency.py``). On 8-bit images its maps equal OpenCV 5.1's bit for bit, so the peak, the
+box and λ are the reference's. In training the policy reads the 8-bit image back from the normalised batch
+with the data preprocessor's mean and std; an API caller's tensor without them is stretched per channel
+onto 0…255. Measured with ``benchmarks/saliency_agreement.py`` (table in
+``benchmarks/results/saliency_agreement.csv``; 16 scikit-image photos, 32 digits, 32 noise images, λ = 0.05 …
+0.95): in training, maps, peaks and anchor weights equal OpenCV's on every image at 32 and 224 px; without
+statistics the maps correlate at ≥ 0.999 (median) and the mean anchor weight is within 0.015 of OpenCV's.
+The peak lies in the outer 2 px of a 32-px image for 38 % of photos and 47 % of noise images, as OpenCV's;
+the mean anchor weight at 32 px is 0.71 on photos (OpenCV 0.71).
+
+``saliency="spectral_residual"`` keeps mixbench's former detector (Hou & Zhang, CVPR 2007, OpenCV's
+``StaticSaliencySpectralResidual`` algorithm, with ``torch.fft``). It is not the references' detector: its
+FFT's wrap-around makes the border salient (peak in the outer 2 px of 94 % of 32-px photos, mean anchor
+weight 0.84 against 0.71), and ``window=True`` (mean-free, Hann-windowed grey image) over-corrects (0 % at
+the border, 0.56).
+
+The official code hands OpenCV the *normalised float32* tensor (``img.cpu().numpy().transpose(1, 2, 0)``).
+For a float image the detector takes its centre values from the raw bytes of the float grey image
+(``gray.at<uchar>(y, x)`` on a float ``Mat`` in ``staticSaliencyFineGrained.cpp``), so those maps are
+unrelated to the image's saliency: median Pearson 0.00 with the 8-bit map, no peak in common, median peak
+distance 12 px on 32-px photos (same table; 19 % at the border, mean anchor weight 0.69). mixbench follows
+the detector as designed and as OpenCV computes it on images, not that accident.
+
+As in the references the box is centred on the saliency peak of one partner image (``index[0]``) and shared
+by the batch; ``per_sample=True`` centres each sample's box on its own partner's peak.
 """
 
 from __future__ import annotations
