@@ -87,7 +87,7 @@ class SaliencyMix(SampledPolicy):
         if saliency not in SALIENCY:
             raise ValueError(f"saliency: expected one of {SALIENCY}, got {saliency!r}")
         if window and saliency != "spectral_residual":
-            raise ValueError("window: applies to saliency=spectral_residual only")
+            raise ValueError(f"window: applies only to saliency='spectral_residual', got saliency={saliency!r}")
         self.per_sample = bool(per_sample)
         self.saliency = saliency
         self.window = bool(window)
