@@ -61,9 +61,9 @@ def to_pixel_range(images: Tensor, mean: Tensor | None = None, std: Tensor | Non
 def _grey(images: Tensor) -> Tensor:
     """(k, C, H, W) intensities in 0…255 -> (k, H, W) int32 grey levels, as OpenCV's 8-bit conversion."""
     pix = images.float().round().clamp(0, 255).to(torch.int32)
-    if pix.shape[1] == 3:
-        w = torch.tensor(_GREY_WEIGHTS, dtype=torch.int32, device=images.device).view(1, 3, 1, 1)
-        return ((pix * w).sum(dim=1) + (1 << (_GREY_SHIFT - 1))) >> _GREY_SHIFT
+    if pix.shape[1] == 3:  # Python-int weights: no host-to-device copy
+        wsum = sum(pix[:, c] * wc for c, wc in enumerate(_GREY_WEIGHTS))
+        return (wsum + (1 << (_GREY_SHIFT - 1))) >> _GREY_SHIFT
     if pix.shape[1] == 1:
         return pix[:, 0]
     return images.float().clamp(0, 255).mean(dim=1).round().to(torch.int32)

@@ -6,15 +6,15 @@ OpenMixup ``openmixup/models/augments/saliencymix.py``.
 
 Saliency: as in the references, OpenCV's ``StaticSaliencyFineGrained`` (Montabone & Soto 2010), but
 computed on the device, vectorised over the batch and without a host round trip
-(``mixbench/mixups/_saliency.py``). On 8-bit images its maps equal OpenCV 5.1's bit for bit, so the peak, the
-box and λ are the reference's. In training the policy reads the 8-bit image back from the normalised batch
-with the data preprocessor's mean and std; an API caller's tensor without them is stretched per channel
-onto 0…255. Measured with ``benchmarks/saliency_agreement.py`` (table in
-``benchmarks/results/saliency_agreement.csv``; 16 scikit-image photos, 32 digits, 32 noise images, λ = 0.05 …
-0.95): in training, maps, peaks and anchor weights equal OpenCV's on every image at 32 and 224 px; without
-statistics the maps correlate at ≥ 0.999 (median) and the mean anchor weight is within 0.015 of OpenCV's.
-The peak lies in the outer 2 px of a 32-px image for 38 % of photos and 47 % of noise images, as OpenCV's;
-the mean anchor weight at 32 px is 0.71 on photos (OpenCV 0.71).
+(``mixbench/mixups/_saliency.py``). On 8-bit images its maps equal OpenCV's bit for bit (4.5.5, 4.10.0 and
+5.1.0 checked), so the peak, the box and λ are the reference's. In training the policy reads the 8-bit
+image back from the normalised batch with the data preprocessor's mean and std; an API caller's tensor
+without them is stretched per channel onto 0…255. Measured with ``benchmarks/saliency_agreement.py`` (table
+in ``benchmarks/results/saliency_agreement.csv``; 16 scikit-image photos, 32 digits, 32 noise images,
+λ = 0.05 … 0.95): in training, maps, peaks and anchor weights equal OpenCV's on every image at 32 and
+224 px; without statistics the maps correlate at ≥ 0.999 (median) and the mean anchor weight is within
+0.015 of OpenCV's. The peak lies in the outer 2 px of a 32-px image for 38 % of photos and 47 % of noise
+images, as OpenCV's; the mean anchor weight at 32 px is 0.71 on photos (OpenCV 0.71).
 
 ``saliency="spectral_residual"`` keeps mixbench's former detector (Hou & Zhang, CVPR 2007, OpenCV's
 ``StaticSaliencySpectralResidual`` algorithm, with ``torch.fft``). It is not the references' detector: its
@@ -74,7 +74,8 @@ class SaliencyMix(SampledPolicy):
         alpha: Beta(α, α) (official 1.0; OpenMixup CIFAR-100 0.2).
         prob: probability of mixing a batch (official CIFAR: 0.5).
         partner: ``perm`` (references), ``flip`` or ``roll``.
-        per_sample: one λ and box per sample, each at its own partner's peak (references: one per batch).
+        per_sample: one λ and box per sample, each at its own partner's peak (references: one per batch);
+            this computes one saliency map per sample.
         saliency: ``fine_grained`` (the references' OpenCV detector, on the device) or ``spectral_residual``
             (Hou & Zhang 2007; mixbench's former default).
         window: ``spectral_residual`` only: Hann-window the image before the FFT so that the FFT's
