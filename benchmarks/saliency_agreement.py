@@ -179,20 +179,33 @@ def measure(python: str, size: int) -> tuple[list[dict], str]:
     return rows, str(cv["version"])
 
 
+def wrap_image() -> np.ndarray:
+    """A 64-px grey image on which on + off exceeds the larger of the two maxima at some pixel, so the last
+    8-bit cast wraps: a mid-grey disc (radius 3) inside a dark disc (radius 9) near a corner of a bright
+    ground. (1, 64, 64) uint8."""
+    yy, xx = np.mgrid[:64, :64]
+    d2 = (yy - 7) ** 2 + (xx - 8) ** 2
+    img = np.full((64, 64), 245, np.uint8)
+    img[d2 < 81] = 43
+    img[d2 < 9] = 189
+    return img[None]
+
+
 def write_fixture(python: str, path: str) -> None:
     """Reference maps for tests/test_saliency_fine_grained.py, with their images: 16 photos, 16 digits and
-    16 noise images at 32 px; at 224 px, 2 digits and the first 4 photos enlarged 7× by pixel replication
+    16 noise images at 32 px, ``wrap_image``; at 224 px, 2 digits and the first 4 photos enlarged 7× by pixel replication
     (the test rebuilds those from the 32-px photos). To keep the file small, a 224-px map is stored as its
     SHA-256 and its peak (row-major index)."""
     sets = image_sets(32)
     arrays = {f"{name}32": imgs[:16] for name, imgs in sets.items()}
     arrays["digits224"] = image_sets(224)["digits"][:2]
     arrays["photos224"] = sets["photos"][:4].repeat(7, axis=1).repeat(7, axis=2)
+    arrays["wrap64"] = wrap_image()
     cv = run_opencv(python, arrays)
     out = {"opencv_version": cv["version"]}
     for key in arrays:
         maps = cv[f"{key}/fine_grained"]
-        if maps.shape[-1] == 32:
+        if maps.shape[-1] <= 64:
             out[key], out[f"{key}_map"] = arrays[key], maps
         else:
             out[f"{key}_sha256"] = np.array([hashlib.sha256(m.tobytes()).hexdigest() for m in maps])

@@ -2,7 +2,8 @@
 
 ``tests/data/saliency_fine_grained.npz`` holds OpenCV's maps (``(map * 255).astype("uint8")``, as the
 references convert them) of 16 photos, 16 digits and 16 noise images at 32 px, and the SHA-256 and peak of
-its maps of 2 digits and 4 pixel-replicated photos at 224 px. It is written by
+its maps of 2 digits and 4 pixel-replicated photos at 224 px, and of one 64-px image whose map wraps in
+OpenCV's last 8-bit cast. It is written by
 ``python benchmarks/saliency_agreement.py --opencv-python PY --fixture tests/data/saliency_fine_grained.npz``
 (CI has no OpenCV).
 """
@@ -103,6 +104,14 @@ def test_maps_equal_opencv_at_224px(ref, name):
     ours = fine_grained_saliency(nchw(images224(ref, name))).numpy()
     np.testing.assert_array_equal(ours.reshape(len(ours), -1).argmax(1), ref[f"{name}224_peak"])
     assert [hashlib.sha256(m.tobytes()).hexdigest() for m in ours] == list(ref[f"{name}224_sha256"])
+
+
+def test_map_wraps_to_8_bits_like_opencv(ref):
+    """At the corner pixel of this image 255·(on + off) / max is 264; OpenCV's 8-bit cast keeps the low
+    byte, 8, amid neighbours of 169…188."""
+    ours = fine_grained_saliency(nchw(ref["wrap64"])).numpy()
+    np.testing.assert_array_equal(ours, ref["wrap64_map"])
+    assert ours[0, 0, 0] == 264 - 256 and ours[0, :2, :2].ravel()[1:].min() > 150
 
 
 @pytest.mark.parametrize("name", SETS)
