@@ -242,7 +242,8 @@ def test_saliencymix_box_centred_on_peak():
     x = 0.3 * torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     x[1, :, 20:24, 6:10] += 3.0  # a bright blob in the partner
     y = torch.tensor([0, 1])
-    b = make("saliencymix", window=True).mix_with(x, y, K, lam=torch.tensor([0.9]), index=torch.tensor([1, 0]))
+    policy = make("saliencymix", saliency="spectral_residual", window=True)
+    b = policy.mix_with(x, y, K, lam=torch.tensor([0.9]), index=torch.tensor([1, 0]))
     inside = (b.mask[0, 0] == 0).nonzero().float().mean(0)
     assert abs(float(inside[0]) - 21.5) <= 2.5 and abs(float(inside[1]) - 7.5) <= 2.5
 
