@@ -4,6 +4,7 @@ truncated file costs a run its progress."""
 from __future__ import annotations
 
 import glob
+import pickle
 import shutil
 import subprocess
 import sys
@@ -11,10 +12,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from _spine import ROOT, TINY, env, run_cli
+from mmengine.logging import HistoryBuffer
 
+from mixbench.engine import compat
 from mixbench.engine.run import checkpoint_problem, last_checkpoint
 from mixbench.results.record import read_record
-from _spine import ROOT, TINY, env, run_cli
 
 DIE_IN_SAVE = str(ROOT / "tests" / "_die_in_save.py")
 CONFIG = "configs/digits/vanilla.yaml"
@@ -159,3 +162,37 @@ def test_moved_work_dir_resumes(tmp_path: Path) -> None:
     _resumed_and_finished(tmp_path / "after", moved, started)
     assert sorted(p.name for p in moved.glob("epoch_*.pth")) == ["epoch_1.pth", "epoch_2.pth"]
     assert (moved / "last_checkpoint").read_text() == str(moved / "epoch_2.pth")
+
+
+# -- checkpoints of the run dir written before checkpoints were weights-only ---------------------------------------
+def _legacy_state(self: HistoryBuffer) -> dict:
+    """mmengine 0.10.7's own ``HistoryBuffer.__getstate__``: the state plus the statistics methods."""
+    return {**self.__dict__, "statistics_methods": dict(HistoryBuffer._statistics_methods)}
+
+
+def test_legacy_run_dir_checkpoint_is_rewritten_and_resumed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture) -> None:
+    compat.apply()
+    path = tmp_path / "epoch_1.pth"
+    with monkeypatch.context() as m:
+        m.setattr(HistoryBuffer, "__getstate__", _legacy_state)
+        torch.save({"meta": {"epoch": 1}, "state_dict": {"w": torch.ones(3)},
+                    "message_hub": {"log_scalars": {"train/loss": HistoryBuffer([2.0, 1.0], [1, 1])}}}, path)
+    assert "builtins.getattr" in torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
+    with pytest.raises(pickle.UnpicklingError):
+        compat.load_checkpoint(str(path))
+    assert last_checkpoint(str(tmp_path)) == str(path)
+    assert "rewritten" in capsys.readouterr().err
+    ckpt = compat.load_checkpoint(str(path))
+    assert torch.equal(ckpt["state_dict"]["w"], torch.ones(3))
+    assert ckpt["message_hub"]["log_scalars"]["train/loss"].mean() == 1.5
+    assert not list(tmp_path.glob(".*.part"))
+
+
+def test_malicious_file_in_a_run_dir_is_not_rewritten(tmp_path: Path) -> None:
+    """Only files whose globals are the allow-list plus ``getattr`` are converted; this one names ``open``."""
+    path, marker = _malicious_checkpoint(tmp_path)
+    path.rename(tmp_path / "epoch_1.pth")
+    assert not compat.rewrite_legacy_checkpoint(str(tmp_path / "epoch_1.pth"))
+    assert last_checkpoint(str(tmp_path)) is None
+    assert not marker.exists()

@@ -5,7 +5,8 @@
    rebuild), so mmengine's loader fails on them. Full unpickling runs whatever code a file names, so mixbench
    never does it: :func:`patch_history_buffer` leaves the method references out of the pickle (``__setstate__``
    restores them anyway), and :func:`load_checkpoint`, which :func:`patch_checkpoint_loader` installs as
-   mmengine's local-file loader, loads with ``weights_only=True`` and allows only :data:`SAFE_GLOBALS`.
+   mmengine's local-file loader, loads with ``weights_only=True`` and allows only :data:`SAFE_GLOBALS`;
+   :func:`rewrite_legacy_checkpoint` converts a run dir's checkpoints written before that patch.
    :class:`MixCheckpointHook` writes each checkpoint to a temporary file and renames it, names it in
    ``last_checkpoint``, and only then deletes the outdated ones, so a kill never leaves a run without a
    complete checkpoint (mmengine deletes first and writes in place).
@@ -71,6 +72,36 @@ def load_checkpoint(filename: str, map_location: Any = None) -> Any:
         return torch.load(filename, map_location=map_location, weights_only=True)
 
 
+def _publish(part: str, path: str) -> None:
+    """Make the complete file ``part`` appear as ``path`` in one step (fsync, then an atomic rename)."""
+    with open(part, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(part, path)
+
+
+def rewrite_legacy_checkpoint(path: str) -> bool:
+    """Re-save in the weights-only format a checkpoint an older mixbench wrote in a run dir; True if it did.
+
+    Those files hold mmengine's pickled ``getattr(HistoryBuffer, name)`` method references, which a
+    weights-only load refuses. The caller passes only files of the run dir it resumes (written by mixbench),
+    and only a file whose globals are :data:`SAFE_GLOBALS` plus ``getattr`` is unpickled in full, once; any
+    other file is left alone and stays refused.
+    """
+    allowed = {f"{g.__module__}.{g.__qualname__}" for g in SAFE_GLOBALS} | {"builtins.getattr"}
+    try:
+        names = set(torch.serialization.get_unsafe_globals_in_checkpoint(path))
+    except Exception:  # not a zip checkpoint (truncated, foreign): nothing to rewrite
+        return False
+    if "builtins.getattr" not in names or not names <= allowed:
+        return False
+    patch_history_buffer()
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    part = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.part")
+    torch.save(ckpt, part)
+    _publish(part, path)
+    return True
+
+
 def patch_checkpoint_loader() -> None:
     """Make mmengine's resume and ``load_from`` read local files with :func:`load_checkpoint`."""
     from mmengine.runner.checkpoint import CheckpointLoader
@@ -115,10 +146,7 @@ class MixCheckpointHook(CheckpointHook):
                                backend_args=self.backend_args, **self.args)
         if not is_main_process():  # Runner.save_checkpoint writes on the main process only
             return
-        part_path = os.path.join(self.out_dir, part)
-        with open(part_path, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(part_path, self.last_ckpt)
+        _publish(os.path.join(self.out_dir, part), self.last_ckpt)
         atomic_write_text(os.path.join(runner.work_dir, "last_checkpoint"), self.last_ckpt)
         for old in outdated:
             with contextlib.suppress(FileNotFoundError):

@@ -61,14 +61,21 @@ def last_checkpoint(run_dir: str) -> str | None:
     The run dir's files are read rather than the ``last_checkpoint`` marker: mmengine writes an absolute path
     there, stale once the run dir has moved, and a kill between a save and the marker update leaves a newer
     complete checkpoint that the marker does not name. A checkpoint that fails :func:`checkpoint_problem` is
-    skipped with a warning, and the one before it is taken.
+    skipped with a warning, and the one before it is taken. The run dir's checkpoints written by an older
+    mixbench are first converted by :func:`~mixbench.engine.compat.rewrite_legacy_checkpoint`.
     """
     if not os.path.isdir(run_dir):
         return None
     found = sorted(((int(m.group(1)), name) for name in os.listdir(run_dir)
                     if (m := _CHECKPOINT.fullmatch(name))), reverse=True)
+    if not found:
+        return None
+    from mixbench.engine.compat import rewrite_legacy_checkpoint
+
     for _, name in found:
         path = os.path.join(run_dir, name)
+        if rewrite_legacy_checkpoint(path):  # the run's own file, from before checkpoints were weights-only
+            print(f"note: {path} rewritten in the weights-only checkpoint format", file=sys.stderr)
         problem = checkpoint_problem(path)
         if problem is None:
             return path
