@@ -1,8 +1,9 @@
 """``mixbench test CONFIG --checkpoint PATH [key=value ...] [--out FILE]`` — evaluate a checkpoint.
 
 Builds the model of CONFIG (with the same overrides as the training run), loads the weights of PATH (a
-mixbench checkpoint or a plain state dict), evaluates on the validation split and prints the metrics; they
-are also written as JSON to ``--out`` (default: ``test_metrics.json`` next to the checkpoint).
+mixbench checkpoint or a plain state dict, with ``torch.load(weights_only=True)``: a file is never run),
+evaluates on the validation split and prints the metrics; they are also written as JSON to ``--out``
+(default: ``test_metrics.json`` next to the checkpoint).
 """
 
 from __future__ import annotations
