@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from mixbench.engine import compat
 from mixbench.results.record import read_record
 from _spine import ROOT, TINY, run_cli
 
@@ -21,7 +22,7 @@ def test_ema_checkpoint_holds_averaged_weights(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     (run_dir,) = glob.glob(str(tmp_path / "digits" / "*-s0"))
     assert read_record(Path(run_dir) / "record.json")["status"] == "finished"
-    ckpt = torch.load(Path(run_dir) / "epoch_1.pth", map_location="cpu", weights_only=False)
+    ckpt = compat.load_checkpoint(str(Path(run_dir) / "epoch_1.pth"), map_location="cpu")  # weights-only
     assert "ema_state_dict" in ckpt
     ema = {k.removeprefix("module."): v for k, v in ckpt["ema_state_dict"].items() if k != "steps"}
     raw = ckpt["state_dict"]

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from mixbench.engine import compat
 from mixbench.results.record import read_record
 from _spine import ROOT, TINY, TRAIN, env, run_cli
 
@@ -23,7 +24,7 @@ ARGS = ["configs/digits/mixup.yaml", *TINY, "schedule.epochs=3", "data.params.re
 
 
 def _final_state(run_dir: Path) -> dict:
-    return torch.load(run_dir / "epoch_3.pth", map_location="cpu", weights_only=False)["state_dict"]
+    return compat.load_checkpoint(str(run_dir / "epoch_3.pth"), map_location="cpu")["state_dict"]  # weights-only
 
 
 def test_sigkill_then_rerun_equals_uninterrupted(tmp_path: Path) -> None:

@@ -1,8 +1,9 @@
 """``mixbench test CONFIG --checkpoint PATH [key=value ...] [--out FILE]`` — evaluate a checkpoint.
 
 Builds the model of CONFIG (with the same overrides as the training run), loads the weights of PATH (a
-mixbench checkpoint or a plain state dict), evaluates on the validation split and prints the metrics; they
-are also written as JSON to ``--out`` (default: ``test_metrics.json`` next to the checkpoint).
+mixbench checkpoint or a plain state dict, with ``torch.load(weights_only=True)``: a file is never run),
+evaluates on the validation split and prints the metrics; they are also written as JSON to ``--out``
+(default: ``test_metrics.json`` next to the checkpoint).
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pickle
+import re
 import sys
 from typing import Sequence
 
@@ -19,16 +22,32 @@ from mixbench.config import load_config
 from mixbench.errors import ConfigError
 
 
+def _refused_global(exc: Exception) -> str | None:
+    """The global a weights-only load refused (``GLOBAL os.system``, ``got <class ...>``), from torch's message."""
+    m = re.search(r"GLOBAL (\S+)|got <class '([^']+)'>", str(exc))
+    return (m.group(1) or m.group(2)) if m and isinstance(exc, pickle.UnpicklingError) else None
+
+
 def checkpoint_state(path: str) -> dict:
     """The model weights of a checkpoint file: ``state_dict`` of an mmengine checkpoint (its EMA weights when
-    it has them) or a bare state dict, without the ``module.`` prefix of a DDP wrapper."""
+    it has them) or a bare state dict, without the ``module.`` prefix of a DDP wrapper.
+
+    The file is loaded with ``torch.load(weights_only=True)`` (:func:`mixbench.engine.compat.load_checkpoint`):
+    a file that would run code, or build anything but tensors, containers and mixbench's own checkpoint
+    objects, is refused before any of it is built.
+    """
     if not os.path.isfile(path):
         raise ConfigError(f"--checkpoint: file '{path}' not found")
-    from mixbench.engine.compat import load_trusted_checkpoint
+    from mixbench.engine.compat import load_checkpoint
 
     try:
-        ckpt = load_trusted_checkpoint(path, map_location="cpu")
+        ckpt = load_checkpoint(path, map_location="cpu")
     except Exception as exc:  # torch.load raises many types for a truncated or foreign file
+        refused = _refused_global(exc)
+        if refused:
+            raise ConfigError(f"--checkpoint: '{path}' refused: it names {refused}, which a weights-only load "
+                              "does not build (checkpoints are never fully unpickled: that could run code from "
+                              "the file)") from exc
         raise ConfigError(f"--checkpoint: '{path}' is not a readable checkpoint ({type(exc).__name__})") from exc
     state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(state, dict):
@@ -40,11 +59,36 @@ def checkpoint_state(path: str) -> dict:
             if not k.startswith("ema_model.")}
 
 
-def load_weights(model: torch.nn.Module, path: str) -> None:
-    """Load the weights of ``path`` (see :func:`checkpoint_state`) into ``model``."""
-    missing, unexpected = model.load_state_dict(checkpoint_state(path), strict=False)
-    if missing:
-        raise ConfigError(f"--checkpoint: '{path}' does not fit this config (missing {missing[0]}, ...)")
+def _first(keys: list[str], n: int = 3) -> str:
+    return ", ".join(keys[:n]) + (f" (+{len(keys) - n} more)" if len(keys) > n else "")
+
+
+def load_weights(model: torch.nn.Module, path: str, hint: str = "") -> None:
+    """Load the weights of ``path`` (see :func:`checkpoint_state`) into ``model``.
+
+    Raises:
+        ConfigError: one line naming the file and the first few keys whose shape differs from the model's,
+            that the model lacks or that the file lacks (a checkpoint of another architecture or class count);
+            ``hint`` is appended to it.
+    """
+    state, own = checkpoint_state(path), model.state_dict()
+    # the preprocessor's mean/std buffers come from the config's dataset; a bare state dict may omit them
+    missing = [k for k in own if k not in state and not k.startswith("data_preprocessor.")]
+    unexpected = [k for k in state if k not in own]
+    mismatched = [f"{k} {tuple(state[k].shape)} instead of {tuple(v.shape)}" for k, v in own.items()
+                  if isinstance(state.get(k), torch.Tensor) and state[k].shape != v.shape]
+    problems = [f"{what} {len(keys)} keys: {_first(keys)}" for what, keys in
+                (("shape differs for", mismatched), ("missing", missing), ("unexpected", unexpected)) if keys]
+    if problems:
+        raise ConfigError(f"--checkpoint: '{path}' does not fit the model of this config "
+                          f"({model_summary(model)}): {'; '.join(problems)}{hint}")
+    model.load_state_dict(state, strict=False)
+
+
+def model_summary(model: torch.nn.Module) -> str:
+    """``<N> parameter tensors, <M> parameters``: what the config's model expects, for error messages."""
+    params = list(model.parameters())
+    return f"{len(params)} parameter tensors, {sum(p.numel() for p in params):,} parameters"
 
 
 def main(argv: Sequence[str]) -> int:

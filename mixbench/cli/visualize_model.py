@@ -23,7 +23,6 @@ import yaml
 from torch import Tensor
 
 from mixbench.config.compose import DEFAULT_CONFIGS
-from mixbench.errors import ConfigError
 from mixbench.mixups.base import MixBatch, MixContext, MixPolicy
 
 
@@ -167,14 +166,11 @@ def pick_samples(val_set: Any, n: int, cfg: Mapping[str, Any]) -> tuple[Tensor, 
 
 
 def load_checkpoint(model: torch.nn.Module, path: str) -> None:
-    from mixbench.cli.test import checkpoint_state
+    """Load ``--checkpoint`` weights into the figure's classifier (weights-only, see
+    :func:`mixbench.cli.test.load_weights`)."""
+    from mixbench.cli.test import load_weights
 
-    missing, unexpected = model.load_state_dict(checkpoint_state(path), strict=False)
-    missing = [k for k in missing if not k.startswith("data_preprocessor.")]
-    if missing or unexpected:
-        raise ConfigError(f"--checkpoint {path!r}: does not fit the model of the config "
-                          f"({len(missing)} missing, {len(unexpected)} unexpected keys, e.g. "
-                          f"{(missing + unexpected)[0]}); pass the run's config.yaml with --model")
+    load_weights(model, path, hint="; pass the run's config.yaml with --model")
 
 
 def run_model_step(name: str, policy_cfg: Mapping[str, Any], *, experiment: str | None, checkpoint: str | None,

@@ -1,9 +1,10 @@
-"""Build an mmengine Runner from a validated mixbench config (DESIGN §1).
+"""Build an mmengine Runner from a validated mixbench config (docs/architecture.md).
 
 Everything the Runner needs is built here from registry keys: datasets and loaders (interface A), the
 classifier (interface C), the optimiser wrapper (SGD/AdamW, gradient clipping, AMP through
 :class:`~mixbench.engine.compat.MixAmpOptimWrapper`), warmup + cosine/step schedules, checkpoints
-(interval + last), EMA, and the mixbench hooks.
+(interval + last, written crash-safe by :class:`~mixbench.engine.compat.MixCheckpointHook`), EMA, and the
+mixbench hooks.
 """
 
 from __future__ import annotations
@@ -104,9 +105,14 @@ def scheduler_cfg(cfg: Mapping[str, Any], iters_per_epoch: int) -> list[dict]:
     return out
 
 
-def build_runner(cfg: Mapping[str, Any], run_dir: str, *, device: torch.device, info: DistInfo, resume: bool,
-                 wandb_run: Any = None, source: str = "") -> Runner:
-    """The mmengine Runner of one run, writing into ``run_dir``."""
+def build_runner(cfg: Mapping[str, Any], run_dir: str, *, device: torch.device, info: DistInfo,
+                 resume_from: str | None = None, wandb_run: Any = None, source: str = "") -> Runner:
+    """The mmengine Runner of one run, writing into ``run_dir``.
+
+    Args:
+        resume_from: checkpoint to resume from, a file in ``run_dir`` (given explicitly so that mmengine does
+            not follow the absolute path in ``last_checkpoint``, which is stale once the run dir has moved).
+    """
     compat.apply()
     rt, s = cfg["runtime"], cfg["schedule"]
     # the model's initial weights come from the global RNG: seed it before anything is built
@@ -142,7 +148,7 @@ def build_runner(cfg: Mapping[str, Any], run_dir: str, *, device: torch.device, 
             timer=dict(type="IterTimerHook"),
             logger=dict(type="LoggerHook", interval=rt["log_interval"], log_metric_by_epoch=True),
             param_scheduler=dict(type="ParamSchedulerHook"),
-            checkpoint=dict(type="CheckpointHook", interval=rt["checkpoint_interval"], by_epoch=True,
+            checkpoint=dict(type="MixCheckpointHook", interval=rt["checkpoint_interval"], by_epoch=True,
                             max_keep_ckpts=rt["max_keep_ckpts"], save_last=True),
             sampler_seed=dict(type="DistSamplerSeedHook"),
         ),
@@ -153,7 +159,8 @@ def build_runner(cfg: Mapping[str, Any], run_dir: str, *, device: torch.device, 
                      dist_cfg=dict(backend="nccl" if device.type == "cuda" else "gloo")),
         randomness=dict(seed=cfg["seed"], deterministic=deterministic),
         visualizer=dict(type="Visualizer", vis_backends=None, name=f"mixbench-vis-{os.getpid()}-{next(_NAMES)}"),
-        resume=resume,
+        load_from=resume_from,
+        resume=resume_from is not None,
         log_level=rt["log_level"],
         cfg=dict(**extra_cfg),
     )

@@ -1,10 +1,15 @@
-"""The four known breakages of mmengine 0.10.7 on current torch/setuptools, and their workarounds (DESIGN §8).
+"""The known breakages of mmengine 0.10.7 on current torch/setuptools, and their workarounds (docs/architecture.md).
 
-1. **Checkpoint loading.** torch ≥ 2.6 defaults ``torch.load(weights_only=True)``; mmengine's local loader
-   does not pass ``weights_only`` and its checkpoints pickle a ``HistoryBuffer`` and numpy objects, so
-   resume and ``load_from`` fail. :func:`patch_checkpoint_loader` re-registers the local-file scheme with
-   ``weights_only=False``. Only checkpoints mixbench wrote itself in its run dirs are resumed this way;
-   third-party weights must be loaded with ``torch.load(path, weights_only=True)``.
+1. **Checkpoints.** torch ≥ 2.6 defaults ``torch.load(weights_only=True)``, and mmengine's checkpoints pickle
+   a ``HistoryBuffer`` (numpy arrays, plus references to its own methods, which only full unpickling can
+   rebuild), so mmengine's loader fails on them. Full unpickling runs whatever code a file names, so mixbench
+   never does it: :func:`patch_history_buffer` leaves the method references out of the pickle (``__setstate__``
+   restores them anyway), and :func:`load_checkpoint`, which :func:`patch_checkpoint_loader` installs as
+   mmengine's local-file loader, loads with ``weights_only=True`` and allows only :data:`SAFE_GLOBALS`;
+   :func:`rewrite_legacy_checkpoint` converts a run dir's checkpoints written before that patch.
+   :class:`MixCheckpointHook` writes each checkpoint to a temporary file and renames it, names it in
+   ``last_checkpoint``, and only then deletes the outdated ones, so a kill never leaves a run without a
+   complete checkpoint (mmengine deletes first and writes in place).
 2. **CPU DDP.** ``launcher='pytorch'`` calls ``torch.cuda.set_device`` unconditionally and the default model
    wrapper passes ``device_ids=[LOCAL_RANK]``. mixbench initialises the process group itself before the
    Runner (:mod:`mixbench.engine.dist`), :func:`patch_dist_init` makes mmengine's own init skip the CUDA
@@ -15,7 +20,7 @@
    (used for ``pkg::`` config bases and the hub) import it. :func:`patch_package_utils` swaps in
    ``importlib.metadata`` versions when ``pkg_resources`` cannot be imported.
 
-:func:`apply` installs all of them once; it is idempotent.
+:func:`apply` installs the patches once; it is idempotent.
 """
 
 from __future__ import annotations
@@ -27,27 +32,125 @@ import logging
 import os
 from typing import Any, Iterator
 
+import numpy as np
 import torch
+from mmengine.dist import is_main_process
+from mmengine.hooks import CheckpointHook
+from mmengine.logging import HistoryBuffer
 from mmengine.optim import OptimWrapper
-from mmengine.registry import OPTIM_WRAPPERS
+from mmengine.registry import HOOKS, OPTIM_WRAPPERS
 from torch import nn
+
+from mixbench.results.record import atomic_write_text
+
+# numpy >= 2 moved the array/scalar rebuild functions from numpy.core to numpy._core
+_multiarray = np._core.multiarray if hasattr(np, "_core") else np.core.multiarray
 
 _APPLIED = False
 
 
 # -- 1. checkpoints --------------------------------------------------------------------------------------------
-def load_trusted_checkpoint(filename: str, map_location: Any = None) -> Any:
-    """Load a checkpoint mixbench wrote itself (full unpickling: it contains mmengine's HistoryBuffer)."""
+# What mmengine's checkpoints pickle besides tensors and builtins: the message hub's HistoryBuffers and the
+# numpy arrays, scalars and (numeric) dtypes in them. None of these can run code while being rebuilt.
+_NUMERIC_DTYPES = sorted({type(np.dtype(c)) for c in "?" + np.typecodes["AllInteger"] + np.typecodes["AllFloat"]},
+                         key=lambda t: t.__name__)
+SAFE_GLOBALS: list[Any] = [HistoryBuffer, np.ndarray, np.dtype, *_NUMERIC_DTYPES, _multiarray._reconstruct,
+                           _multiarray.scalar]
+
+
+def load_checkpoint(filename: str, map_location: Any = None) -> Any:
+    """Load a checkpoint file without running code from it (``weights_only=True`` with :data:`SAFE_GLOBALS`).
+
+    Raises:
+        FileNotFoundError: ``filename`` is not a file.
+        pickle.UnpicklingError: the file names a global outside the allow-list (a foreign or malicious file).
+    """
     filename = os.path.expanduser(filename)
     if not os.path.isfile(filename):
         raise FileNotFoundError(f"{filename} can not be found.")
-    return torch.load(filename, map_location=map_location, weights_only=False)
+    with torch.serialization.safe_globals(SAFE_GLOBALS):
+        return torch.load(filename, map_location=map_location, weights_only=True)
+
+
+def _publish(part: str, path: str) -> None:
+    """Make the complete file ``part`` appear as ``path`` in one step (fsync, then an atomic rename)."""
+    with open(part, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(part, path)
+
+
+def rewrite_legacy_checkpoint(path: str) -> bool:
+    """Re-save in the weights-only format a checkpoint an older mixbench wrote in a run dir; True if it did.
+
+    Those files hold mmengine's pickled ``getattr(HistoryBuffer, name)`` method references, which a
+    weights-only load refuses. The caller passes only files of the run dir it resumes (written by mixbench),
+    and only a file whose globals are :data:`SAFE_GLOBALS` plus ``getattr`` is unpickled in full, once; any
+    other file is left alone and stays refused.
+    """
+    allowed = {f"{g.__module__}.{g.__qualname__}" for g in SAFE_GLOBALS} | {"builtins.getattr"}
+    try:
+        names = set(torch.serialization.get_unsafe_globals_in_checkpoint(path))
+    except Exception:  # not a zip checkpoint (truncated, foreign): nothing to rewrite
+        return False
+    if "builtins.getattr" not in names or not names <= allowed:
+        return False
+    patch_history_buffer()
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    part = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.part")
+    torch.save(ckpt, part)
+    _publish(part, path)
+    return True
 
 
 def patch_checkpoint_loader() -> None:
+    """Make mmengine's resume and ``load_from`` read local files with :func:`load_checkpoint`."""
     from mmengine.runner.checkpoint import CheckpointLoader
 
-    CheckpointLoader.register_scheme(prefixes="", loader=load_trusted_checkpoint, force=True)
+    CheckpointLoader.register_scheme(prefixes="", loader=load_checkpoint, force=True)
+
+
+def _history_buffer_state(self: HistoryBuffer) -> dict:
+    # mmengine's __getstate__ adds the statistics methods (pickled as getattr(HistoryBuffer, name), which
+    # weights_only refuses) and mutates the live object; __setstate__ re-registers the defaults itself, and
+    # custom ones are registered on the class at import time.
+    return {k: v for k, v in self.__dict__.items() if k != "statistics_methods"}
+
+
+def patch_history_buffer() -> None:
+    """Pickle ``HistoryBuffer`` without its method references, so checkpoints load under ``weights_only``."""
+    HistoryBuffer.__getstate__ = _history_buffer_state
+
+
+@HOOKS.register_module("MixCheckpointHook", force=True)
+class MixCheckpointHook(CheckpointHook):
+    """mmengine's ``CheckpointHook`` in a crash-safe order: write ``.epoch_N.pth.part``, fsync, rename it to
+    ``epoch_N.pth``, write ``last_checkpoint`` atomically, and only then delete the outdated checkpoints.
+
+    A kill at any point leaves the previous complete checkpoint in place (also with ``max_keep_ckpts=1``),
+    and ``epoch_N.pth`` is never a partial file. Checkpoints are local files in the run dir.
+    """
+
+    def _save_checkpoint_with_step(self, runner: Any, step: int, meta: dict) -> None:
+        outdated: list[int] = []
+        if self.max_keep_ckpts > 0 and not (self.keep_ckpt_ids and self.keep_ckpt_ids[-1] == step):
+            if len(self.keep_ckpt_ids) == self.max_keep_ckpts:
+                outdated.append(self.keep_ckpt_ids[0])
+            self.keep_ckpt_ids.append(step)  # the deque's maxlen drops the oldest id
+            runner.message_hub.update_info("keep_ckpt_ids", list(self.keep_ckpt_ids))
+        filename = self.filename_tmpl.format(step)
+        self.last_ckpt = os.path.join(self.out_dir, filename)
+        runner.message_hub.update_info("last_ckpt", self.last_ckpt)
+        part = f".{filename}.part"
+        runner.save_checkpoint(self.out_dir, part, self.file_client_args, save_optimizer=self.save_optimizer,
+                               save_param_scheduler=self.save_param_scheduler, meta=meta, by_epoch=self.by_epoch,
+                               backend_args=self.backend_args, **self.args)
+        if not is_main_process():  # Runner.save_checkpoint writes on the main process only
+            return
+        _publish(os.path.join(self.out_dir, part), self.last_ckpt)
+        atomic_write_text(os.path.join(runner.work_dir, "last_checkpoint"), self.last_ckpt)
+        for old in outdated:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(os.path.join(self.out_dir, self.filename_tmpl.format(old)))
 
 
 # -- 2. distributed on CPU ---------------------------------------------------------------------------------------
@@ -203,6 +306,7 @@ def apply() -> None:
     global _APPLIED
     if _APPLIED:
         return
+    patch_history_buffer()
     patch_checkpoint_loader()
     patch_dist_init()
     patch_package_utils()

@@ -37,23 +37,58 @@ class RunResult:
     record: dict = field(default_factory=dict)
 
 
+_CHECKPOINT = re.compile(r"epoch_(\d+)\.pth")
+
+
+def checkpoint_problem(path: str) -> str | None:
+    """Why ``path`` cannot be resumed from (truncated, unreadable, not an mmengine checkpoint), or None."""
+    # mmengine is imported only when a run dir has checkpoints
+    from mixbench.engine.compat import load_checkpoint
+
+    try:
+        ckpt = load_checkpoint(path, map_location="cpu")
+    except Exception as exc:  # torch.load raises many types for a truncated or foreign file
+        return " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
+    meta = ckpt.get("meta") if isinstance(ckpt, dict) else None
+    if not isinstance(meta, dict) or "epoch" not in meta or not isinstance(ckpt.get("state_dict"), dict):
+        return "no meta.epoch or state_dict"
+    return None
+
+
 def last_checkpoint(run_dir: str) -> str | None:
-    """Path of the last checkpoint mmengine saved in ``run_dir`` (None when there is none)."""
-    marker = os.path.join(run_dir, "last_checkpoint")
-    if not os.path.exists(marker):
+    """The newest complete ``epoch_N.pth`` inside ``run_dir`` (None when there is none).
+
+    The run dir's files are read rather than the ``last_checkpoint`` marker: mmengine writes an absolute path
+    there, stale once the run dir has moved, and a kill between a save and the marker update leaves a newer
+    complete checkpoint that the marker does not name. A checkpoint that fails :func:`checkpoint_problem` is
+    skipped with a warning, and the one before it is taken. The run dir's checkpoints written by an older
+    mixbench are first converted by :func:`~mixbench.engine.compat.rewrite_legacy_checkpoint`.
+    """
+    if not os.path.isdir(run_dir):
         return None
-    with open(marker, encoding="utf-8") as f:
-        path = f.read().strip()
-    local = os.path.join(run_dir, os.path.basename(path))
-    # mmengine stores an absolute path; prefer the copy inside this run dir (the run dir may have moved)
-    return local if os.path.exists(local) else (path if os.path.exists(path) else None)
+    found = sorted(((int(m.group(1)), name) for name in os.listdir(run_dir)
+                    if (m := _CHECKPOINT.fullmatch(name))), reverse=True)
+    if not found:
+        return None
+    from mixbench.engine.compat import rewrite_legacy_checkpoint
+
+    for _, name in found:
+        path = os.path.join(run_dir, name)
+        if rewrite_legacy_checkpoint(path):  # the run's own file, from before checkpoints were weights-only
+            print(f"note: {path} rewritten in the weights-only checkpoint format", file=sys.stderr)
+        problem = checkpoint_problem(path)
+        if problem is None:
+            return path
+        print(f"warning: not resuming from {path}: {problem}", file=sys.stderr)
+    return None
 
 
 def checkpoint_epoch(path: str) -> int:
-    m = re.search(r"epoch_(\d+)\.pth$", path)
-    if m:
-        return int(m.group(1))
-    return int(torch.load(path, map_location="cpu", weights_only=False)["meta"]["epoch"])
+    """The epoch a checkpoint ends (from its ``epoch_N.pth`` name)."""
+    m = _CHECKPOINT.fullmatch(os.path.basename(path))
+    if m is None:
+        raise ValueError(f"{path}: not an epoch_N.pth checkpoint")
+    return int(m.group(1))
 
 
 def wandb_mode(setting: str) -> str:
@@ -133,7 +168,7 @@ def train(cfg: Mapping[str, Any], source: str = "", *, force: bool = False) -> R
     rec_path = os.path.join(run_dir, "record.json")
     wandb_run = init_wandb(cfg, run_dir, run_id) if info.is_main else None
     try:
-        runner = build_runner(cfg, run_dir, device=device, info=info, resume=action == "resume",
+        runner = build_runner(cfg, run_dir, device=device, info=info, resume_from=ckpt,
                               wandb_run=wandb_run, source=source)
         if info.is_main:
             write_record(rec_path, record)
