@@ -19,9 +19,10 @@ Divergences from the reference, all documented in ``docs/``:
   solver is measured by ``benchmarks/puzzlemix_solver_agreement.py``;
 * b is a deterministic function of the iteration (uniform over ``blocks``): it sets tensor shapes, and drawing
   it on the device would need a host sync;
-* transport: losers of a column conflict are penalised inside each of the b rounds (the reference adds the
-  penalty after its loop), and a destination block that no source wins keeps its own content (the reference
-  leaves it black); the plan is kept as a source index per block, not as a one-hot matrix.
+* transport: a destination block that no source wins keeps its own content (the reference leaves it black);
+  the plan is kept as a source index per block, not as a one-hot matrix. The losers of a column conflict are
+  penalised inside each of the b rounds, as in the official ``mask_transport`` and OpenMixup's port (only
+  an early revision of the official code added the penalty once, after its loop).
 """
 
 from __future__ import annotations
