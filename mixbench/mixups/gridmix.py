@@ -7,10 +7,18 @@ mixes grid cells of two images and adds a local-context loss (a second head pred
 GridMixup has no extra head, it pastes a regular grid of rectangular holes from the partner inside a random
 crop. mixbench registers the GridMixup algorithm under ``gridmix`` (OpenMixup's key) and documents this.
 
-Deviations from OpenMixup: the mask is built on the device by modular arithmetic (no Python loop over holes);
-the crop is clipped to the image (OpenMixup's negative offsets wrap around through Python slicing when the
-crop is wider than the image) and ``n_holes`` is clamped to ``[1, crop_width // 2]`` instead of asserting;
-H and W are not swapped for non-square images.
+The crop and its grid are sized as in the reference: ``cut_w = int(sqrt(area / aspect))`` and
+``cut_h = int(cut_w · aspect)`` from that unclamped width, so at OpenMixup's ranges (area ∈ [0.5, 1],
+aspect ∈ [0.5, 2]) about half of the crops are wider or taller than the image; the offset
+``int((W − cut_w) · u)`` is then negative (truncated towards zero, as ``int`` does) and the patch width
+``ceil(cut_w / n_holes)`` still divides the unclamped crop. Deviations from the reference:
+
+* holes outside the image are clipped away. The reference writes them with Python slices at negative
+  offsets: a hole that straddles the left (top) edge is dropped whole and one entirely beyond it wraps around
+  to the right (bottom) edge. ``benchmarks/gridmix_crop.py`` measures what this changes;
+* the mask is built on the device by modular arithmetic (no Python loop over holes);
+* ``n_holes`` is clamped to ``[1, crop_width // 2]`` instead of asserting, and the patch height to ≥ 1;
+* H and W are not swapped for non-square images (OpenMixup reads W from ``size[2]``).
 """
 
 from __future__ import annotations
@@ -33,10 +41,12 @@ def grid_holes(shape: dict[str, Tensor], lam: Tensor, height: int, width: int) -
     """(k, 1, H, W) bool, True on the partner holes. ``shape`` holds (k,) float64 draws ``n_holes``,
     ``hole_aspect``, ``cut_area``, ``cut_aspect``, ``ux``, ``uy`` (crop position in [0, 1))."""
     area = torch.floor(height * width * shape["cut_area"])
-    cut_w = torch.floor(torch.sqrt(area / shape["cut_aspect"])).clamp(1, width)
-    cut_h = torch.floor(cut_w * shape["cut_aspect"]).clamp(1, height)
-    x0 = torch.floor((width - cut_w) * shape["ux"])
-    y0 = torch.floor((height - cut_h) * shape["uy"])
+    # The crop may extend past the image (see the module docstring): neither side is clamped to the image,
+    # and the height follows the unclamped width, as in the reference.
+    cut_w = torch.floor(torch.sqrt(area / shape["cut_aspect"])).clamp_min(1)
+    cut_h = torch.floor(cut_w * shape["cut_aspect"]).clamp_min(1)
+    x0 = torch.trunc((width - cut_w) * shape["ux"])
+    y0 = torch.trunc((height - cut_h) * shape["uy"])
     n_holes = torch.minimum(shape["n_holes"], torch.floor(cut_w / 2).clamp_min(1))
     patch_w = torch.ceil(cut_w / n_holes)
     patch_h = torch.floor(patch_w * shape["hole_aspect"]).clamp_min(1)
