@@ -2,10 +2,10 @@
 
 The draws follow OpenMixup's ranges: λ ~ Beta(α, α), ``n_holes`` uniform over [2, 6], hole aspect 1, crop
 area ratio U(0.5, 1), crop aspect U(0.5, 2), crop position U(0, 1)². For each draw the reference mask is
-built hole by hole with Python slices (``python`` mode, exactly as the reference writes it, negative
-offsets included) and with the slices clipped to the image (``clip`` mode). Reports, per image size, the
-share of crops that do not fit in the image, the share of masks equal to mixbench's, and the mean anchor
-weight (1 − hole share) of each.
+built hole by hole with Python slices, exactly as the reference writes it (negative offsets included), and
+with the slices clipped to the image; mixbench's ``edges: reference`` is compared with the first and its
+default ``edges: clip`` with the second. Reports, per image size, the share of crops that do not fit in the
+image, the share of equal masks, and the mean anchor weight (1 − hole share) of each.
 
     python benchmarks/gridmix_crop.py --draws 20000
 """
@@ -53,32 +53,31 @@ def draw(rng: np.random.RandomState, alpha: float) -> dict:
             "uy": rng.random_sample()}
 
 
-def mixbench_holes(height: int, width: int, d: dict) -> np.ndarray:
+def mixbench_holes(height: int, width: int, d: dict, edges: str = "clip") -> np.ndarray:
     """mixbench's hole mask for the same draws."""
     shape = {k: torch.tensor([float(d[k])], dtype=torch.float64)
              for k in ("n_holes", "hole_aspect", "cut_area", "cut_aspect", "ux", "uy")}
-    return grid_holes(shape, torch.tensor([d["lam"]]), height, width)[0, 0].numpy()
+    return grid_holes(shape, torch.tensor([d["lam"]]), height, width, edges)[0, 0].numpy()
 
 
 def measure(size: int, draws: int, alpha: float, seed: int) -> dict:
+    """Per mode pair (mixbench ``edges``, reference slicing): share of equal masks and mean anchor weights."""
     rng = np.random.RandomState(seed)
-    outside, same_python, same_clip = 0, 0, 0
-    weight = {"python": 0.0, "clip": 0.0, "mixbench": 0.0}
+    pairs = {"clip": "clip", "reference": "python"}
+    outside, same = 0, dict.fromkeys(pairs, 0)
+    weight = {f"{side}_{mode}": 0.0 for side in ("mixbench", "reference") for mode in pairs}
     for _ in range(draws):
         d = draw(rng, alpha)
         cut_w = int(np.sqrt(int(size * size * d["cut_area"]) / d["cut_aspect"]))
         outside += cut_w > size or int(cut_w * d["cut_aspect"]) > size
-        ours = mixbench_holes(size, size, d)
-        for mode in ("python", "clip"):
-            ref = reference_holes(size, size, **d, clip=mode == "clip")
-            weight[mode] += 1 - ref.mean()
-            if mode == "python":
-                same_python += bool((ref == ours).all())
-            else:
-                same_clip += bool((ref == ours).all())
-        weight["mixbench"] += 1 - ours.mean()
-    return {"size": size, "draws": draws, "crop_outside": outside / draws, "same_as_reference": same_python / draws,
-            "same_as_clipped_reference": same_clip / draws,
+        for edges, slicing in pairs.items():
+            ours = mixbench_holes(size, size, d, edges)
+            ref = reference_holes(size, size, **d, clip=slicing == "clip")
+            same[edges] += bool((ref == ours).all())
+            weight[f"mixbench_{edges}"] += 1 - ours.mean()
+            weight[f"reference_{edges}"] += 1 - ref.mean()
+    return {"size": size, "draws": draws, "crop_outside": outside / draws,
+            **{f"same_{edges}": v / draws for edges, v in same.items()},
             **{f"anchor_weight_{k}": v / draws for k, v in weight.items()}}
 
 

@@ -102,6 +102,29 @@ def test_gridmix_matches_reference_with_clipped_slices(h, w):
         np.testing.assert_array_equal(mixbench_holes(h, w, d), reference_holes(h, w, **d, clip=True))
 
 
+@pytest.mark.parametrize("h, w", [(32, 32), (24, 40), (31, 29)])
+def test_gridmix_edges_reference_reproduces_python_slicing(h, w):
+    """``edges: reference``: the reference's own masks, holes dropped or wrapped by negative slices included."""
+    rng = np.random.RandomState(2)
+    for _ in range(300):
+        d = draw(rng, 0.2)
+        np.testing.assert_array_equal(mixbench_holes(h, w, d, "reference"), reference_holes(h, w, **d))
+
+
+def test_gridmix_edges_reference_wraps_far_crops():
+    """A crop starting far before the image (aspect 0.1: cut_w = 101 on 32 px, x0 = −34): holes wholly
+    before the image reappear at its far end, straddling ones vanish, as with the reference's slices."""
+    d = {"lam": 0.3, "n_holes": 5, "hole_aspect": 1.0, "cut_area": 1.0, "cut_aspect": 0.1, "ux": 0.5, "uy": 0.5}
+    ours, ref = mixbench_holes(32, 32, d, "reference"), reference_holes(32, 32, **d)
+    np.testing.assert_array_equal(ours, ref)
+    assert not np.array_equal(ours, mixbench_holes(32, 32, d, "clip"))
+
+
+def test_gridmix_edges_option_is_checked():
+    with pytest.raises(ConfigError, match="mixup.edges: expected 'clip' or 'reference'"):
+        build(MIXUPS, {"type": "gridmix", "edges": "wrap"}, "mixup")
+
+
 def test_gridmix_matches_reference_exactly_when_the_crop_fits():
     rng, fits = np.random.RandomState(1), 0
     for _ in range(300):

@@ -12,8 +12,9 @@ Two spectra, both built on the device:
   ``spectrum[:, 0] + 1j·spectrum[:, 1]``, which indexes the y-frequency axis, not the real/imag axis: the
   first two rows (y-frequencies 0 and 1/H) become the real and imaginary parts of an array that the inverse
   FFT reads as (y-frequency, x-frequency) = (W//2+1, 2). Power is therefore kept only in the x-frequencies 0
-  and 1/W (with every non-negative y-frequency up to W//2, each at the scale of its x-frequency counterpart),
-  and the masks are smooth bands along x. Only those 4·(W//2+1) draws matter, so only they are drawn.
+  and 1/W, at the non-negative y-frequencies j/H, j ≤ W//2, each with the amplitude that 1/f^δ gives the
+  x-frequency j/W: every mask row is at most one period of a cosine across the width, so the masks are
+  horizontal bands. Only those 4·(W//2+1) draws matter, so only they are drawn.
 
 The binarisation (top ``ceil``/``floor`` (λ·HW) pixels, random choice, optional linear soft edge of
 ±``max_soft``·HW ranks) follows the reference. The label weight is the realised mask mean (differs from the
