@@ -10,7 +10,8 @@ with D(i, j) = (i − j)² / (L − 1)² (the PuzzleMix label distance). The ref
 (all nodes of one colour updated at once; each sweep never increases the energy). Both use only batched
 tensor ops, so the cost is a fixed number of small kernels whatever the batch size. It is not guaranteed to
 reach the global minimum; ``benchmarks/puzzlemix_solver_agreement.py`` measures how often it does against an
-exact solver (brute force, and max-flow for two labels) and the energy gap otherwise.
+exact solver (brute force, and the minimum cut of :mod:`mixbench.mixups._mincut` for two labels, which
+PuzzleMix uses instead of this solver in that case) and the energy gap otherwise.
 """
 
 from __future__ import annotations

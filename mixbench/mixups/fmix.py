@@ -3,14 +3,22 @@
 Harris et al., "FMix: Enhancing Mixed Sample Data Augmentation", arXiv:2002.12047.
 Reference code: ecs-vlc/FMix ``fmix.py``; OpenMixup ``openmixup/models/augments/fmix.py``.
 
-The noise is built on the device with ``torch.fft.irfft2``: a complex Gaussian spectrum on the rfft grid,
-scaled by ``1 / max(f, 1/max(H, W))^δ``, as the paper describes. Both reference codes deviate from that
-description in how the spectrum array is turned into complex numbers: ecs-vlc reshapes the (…, 2) real/imag
-axis into the frequency axis (real-valued coefficients, x-frequencies at half their scale), and OpenMixup's
-port indexes the frequency axis instead of the real/imag axis (only two spectral rows survive, giving
-stripe-like masks). The binarisation (top ``ceil``/``floor`` (λ·HW) pixels, random choice, optional linear
-soft edge of ±``max_soft``·HW ranks) follows the reference. The label weight is the realised mask mean
-(differs from the sampled λ by ≤ 1/HW, the reference returns the sampled λ).
+Two spectra, both built on the device:
+
+* ``spectrum="paper"`` (default): a complex Gaussian on the whole rfft grid, scaled by
+  ``1 / max(f, 1/max(H, W))^δ``, as the paper describes.
+* ``spectrum="reference"``: the generator of the official code, which OpenMixup copies unchanged (the two give
+  the same mask from the same draws). It scales an (H, W//2+1, 2) Gaussian array and then forms
+  ``spectrum[:, 0] + 1j·spectrum[:, 1]``, which indexes the y-frequency axis, not the real/imag axis: the
+  first two rows (y-frequencies 0 and 1/H) become the real and imaginary parts of an array that the inverse
+  FFT reads as (y-frequency, x-frequency) = (W//2+1, 2). Power is therefore kept only in the x-frequencies 0
+  and 1/W, at the non-negative y-frequencies j/H, j ≤ W//2, each with the amplitude that 1/f^δ gives the
+  x-frequency j/W: every mask row is at most one period of a cosine across the width, so the masks are
+  horizontal bands. Only those 4·(W//2+1) draws matter, so only they are drawn.
+
+The binarisation (top ``ceil``/``floor`` (λ·HW) pixels, random choice, optional linear soft edge of
+±``max_soft``·HW ranks) follows the reference. The label weight is the realised mask mean (differs from the
+sampled λ by ≤ 1/HW, the reference returns the sampled λ).
 """
 
 from __future__ import annotations
@@ -31,13 +39,41 @@ def spectrum_scale(height: int, width: int, decay_power: float, device: torch.de
     return f.clamp_min(1.0 / max(height, width)).pow(-decay_power)
 
 
-def low_freq_image(noise: Tensor, height: int, width: int, decay_power: float) -> Tensor:
-    """(k, H, W) in [0, 1] from (k, 2, H, W//2+1) Gaussian real/imag parts."""
-    scale = spectrum_scale(height, width, decay_power, noise.device)
-    spec = torch.complex(noise[:, 0].double() * scale, noise[:, 1].double() * scale)
-    img = torch.fft.irfft2(spec, s=(height, width))
+def _unit_range(img: Tensor) -> Tensor:
+    """Shift and scale each (H, W) image of ``img`` to [0, 1]."""
     img = img - img.amin(dim=(1, 2), keepdim=True)
     return img / img.amax(dim=(1, 2), keepdim=True).clamp_min(1e-30)
+
+
+def low_freq_image(noise: Tensor, height: int, width: int, decay_power: float) -> Tensor:
+    """(k, H, W) in [0, 1] from (k, 2, H, W//2+1) Gaussian real/imag parts (the paper's spectrum)."""
+    scale = spectrum_scale(height, width, decay_power, noise.device)
+    spec = torch.complex(noise[:, 0].double() * scale, noise[:, 1].double() * scale)
+    return _unit_range(torch.fft.irfft2(spec, s=(height, width)))
+
+
+def reference_rows(width: int) -> int:
+    """Length of the reference's x-frequency axis: ``W//2+1``, or ``W//2+2`` for odd W (its ``fftfreqnd``)."""
+    return width // 2 + (2 if width % 2 else 1)
+
+
+def reference_low_freq_image(noise: Tensor, height: int, width: int, decay_power: float) -> Tensor:
+    """(k, H, W) in [0, 1] from (k, 2, R, 2) Gaussian draws, as the official code and OpenMixup build it.
+
+    ``noise[:, r, j, m]`` is the reference's ``param[0, r, j, m]`` (y-frequency row r ∈ {0, 1}, x-frequency
+    j < R = :func:`reference_rows`, last axis m); row 0 becomes the real part and row 1 the imaginary part of
+    an (R, 2) array that ``irfftn`` reads with R along y and 2 along x.
+    """
+    rows = noise.shape[2]
+    fy = torch.fft.fftfreq(height, device=noise.device, dtype=torch.float64)[:2].view(2, 1)
+    fx = torch.fft.fftfreq(width, device=noise.device, dtype=torch.float64)[:rows].view(1, -1)
+    scale = torch.sqrt(fx * fx + fy * fy).clamp_min(1.0 / max(height, width)).pow(-decay_power)
+    coef = noise.double() * scale.view(1, 2, rows, 1)
+    spec = torch.fft.ifft(torch.complex(coef[:, 0], coef[:, 1]), n=height, dim=1)  # (k, H, 2)
+    # A real inverse FFT ignores the imaginary part of the x-frequency-0 bin (numpy's pocketfft does); drop it
+    # explicitly so that every FFT backend agrees.
+    spec = torch.stack([spec[..., 0].real.to(spec.dtype), spec[..., 1]], dim=-1)
+    return _unit_range(torch.fft.irfft(spec, n=width, dim=2))
 
 
 def binarise(img: Tensor, lam: Tensor, round_up: Tensor, max_soft: float) -> Tensor:
@@ -62,6 +98,9 @@ def binarise(img: Tensor, lam: Tensor, round_up: Tensor, max_soft: float) -> Ten
     return mask.view(k, h, w)
 
 
+SPECTRA = {"paper": low_freq_image, "reference": reference_low_freq_image}
+
+
 @MIXUPS.register_module("fmix")
 class FMix(SampledPolicy):
     """FMix (Harris et al., 2020): a binarised low-frequency Fourier mask of anchor area ≈ λ.
@@ -74,13 +113,19 @@ class FMix(SampledPolicy):
         max_soft: soft-edge width in [0, 0.5] (reference 0, binary masks).
         reformulate: λ ~ Beta(α+1, α) (the paper's reformulation; the loss is unchanged here).
         per_sample: one mask and λ per sample instead of one per batch (vectorised variant).
+        spectrum: ``paper`` (complex Gaussian on the rfft grid) or ``reference`` (the official/OpenMixup
+            generator, power in the two lowest x-frequencies only; see the module docstring).
     """
 
     def __init__(self, alpha: float = 1.0, prob: float = 1.0, partner: str = "perm", decay_power: float = 3.0,
-                 max_soft: float = 0.0, reformulate: bool = False, per_sample: bool = False):
+                 max_soft: float = 0.0, reformulate: bool = False, per_sample: bool = False,
+                 spectrum: str = "paper"):
         super().__init__(alpha=alpha, prob=prob, partner=partner)
         if not 0.0 <= max_soft <= 0.5:
             raise ValueError(f"max_soft: expected a value in [0, 0.5], got {max_soft}")
+        if spectrum not in SPECTRA:
+            raise ValueError(f"spectrum: expected one of {sorted(SPECTRA)}, got {spectrum!r}")
+        self.spectrum = spectrum
         self.decay_power = float(decay_power)
         self.max_soft = float(max_soft)
         self.reformulate = bool(reformulate)
@@ -91,7 +136,8 @@ class FMix(SampledPolicy):
         k = n if self.per_sample else 1
         beta = self.alpha + 1.0 if self.reformulate else None
         lam = sample_beta(beta if beta is not None else self.alpha, k, g, dev, beta=self.alpha)
-        noise = torch.randn((k, 2, h, w // 2 + 1), generator=g, device=dev)
+        shape = (k, 2, h, w // 2 + 1) if self.spectrum == "paper" else (k, 2, reference_rows(w), 2)
+        noise = torch.randn(shape, generator=g, device=dev)
         round_up = torch.rand(k, generator=g, device=dev) > 0.5
         return {"lam": lam, "noise": noise, "round_up": round_up, "index": self.partner_index(n, ctx, dev)}
 
@@ -99,7 +145,7 @@ class FMix(SampledPolicy):
                  round_up: Tensor, index: Tensor) -> MixBatch:
         """Deterministic op: mask from (λ, spectrum noise, rounding coin); anchor where the mask is 1."""
         n, h, w = labels.shape[0], inputs.shape[-2], inputs.shape[-1]
-        img = low_freq_image(noise, h, w, self.decay_power)
+        img = SPECTRA[self.spectrum](noise, h, w, self.decay_power)
         anchor_map = binarise(img, lam, round_up, self.max_soft).float().unsqueeze(1)  # (k, 1, H, W)
         x = blend(inputs, index, anchor_map)
         weight = per_sample(anchor_map.mean(dim=(1, 2, 3)), n)

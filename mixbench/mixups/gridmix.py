@@ -7,10 +7,19 @@ mixes grid cells of two images and adds a local-context loss (a second head pred
 GridMixup has no extra head, it pastes a regular grid of rectangular holes from the partner inside a random
 crop. mixbench registers the GridMixup algorithm under ``gridmix`` (OpenMixup's key) and documents this.
 
-Deviations from OpenMixup: the mask is built on the device by modular arithmetic (no Python loop over holes);
-the crop is clipped to the image (OpenMixup's negative offsets wrap around through Python slicing when the
-crop is wider than the image) and ``n_holes`` is clamped to ``[1, crop_width // 2]`` instead of asserting;
-H and W are not swapped for non-square images.
+The crop and its grid are sized as in the reference: ``cut_w = int(sqrt(area / aspect))`` and
+``cut_h = int(cut_w · aspect)`` from that unclamped width, so at OpenMixup's ranges (area ∈ [0.5, 1],
+aspect ∈ [0.5, 2]) about half of the crops are wider or taller than the image; the offset
+``int((W − cut_w) · u)`` is then negative (truncated towards zero, as ``int`` does) and the patch width
+``ceil(cut_w / n_holes)`` still divides the unclamped crop. Deviations from the reference:
+
+* by default (``edges="clip"``) holes are clipped to the image. The reference writes them with Python slices
+  at negative offsets: a hole that straddles the left (top) edge is dropped whole and one entirely beyond it
+  wraps around to the right (bottom) edge; ``edges="reference"`` does the same, on the device.
+  ``benchmarks/gridmix_crop.py`` measures both against the reference;
+* the mask is built on the device by modular arithmetic (no Python loop over holes);
+* ``n_holes`` is clamped to ``[1, crop_width // 2]`` instead of asserting, and the patch height to ≥ 1;
+* H and W are not swapped for non-square images (OpenMixup reads W from ``size[2]``).
 """
 
 from __future__ import annotations
@@ -29,25 +38,47 @@ def _pair(v: float | Sequence[float]) -> tuple[float, float]:
     return (float(v), float(v)) if isinstance(v, (int, float)) else (float(v[0]), float(v[1]))
 
 
-def grid_holes(shape: dict[str, Tensor], lam: Tensor, height: int, width: int) -> Tensor:
+def axis_holes(size: int, origin: Tensor, cut: Tensor, pitch: Tensor, hole: Tensor, edges: str) -> Tensor:
+    """(k, size) bool: the pixels of one image axis that fall in a hole. Holes start every ``pitch`` pixels of
+    the crop ``[origin, origin + cut)`` and are ``hole`` long, cut off at the crop's end. ``edges`` says what
+    happens to holes beyond the image start (``origin`` < 0): ``clip`` keeps their part inside the image;
+    ``reference`` follows the reference's Python slices, which drop a hole that straddles the start and move
+    one that lies wholly before it to the far end (a negative index counts from the end)."""
+    v = lambda t: t.view(-1, 1)  # noqa: E731
+    pos = torch.arange(size, device=origin.device, dtype=torch.float64)
+
+    def inside(local: Tensor) -> Tensor:
+        return (local >= 0) & (local < v(cut)) & (torch.remainder(local, v(pitch)) < v(hole))
+
+    local = pos - v(origin)  # crop-local coordinate of each pixel
+    if edges == "clip":
+        return inside(local)
+    start = local - torch.remainder(local, v(pitch))  # crop-local start of the hole a pixel is in
+    direct = inside(local) & (v(origin) + start >= 0)
+    wrapped = local - size  # the pixel as a negative index
+    stop = torch.minimum(wrapped - torch.remainder(wrapped, v(pitch)) + v(hole), v(cut))
+    return direct | (inside(wrapped) & (v(origin) + stop < 0))
+
+
+def grid_holes(shape: dict[str, Tensor], lam: Tensor, height: int, width: int, edges: str = "clip") -> Tensor:
     """(k, 1, H, W) bool, True on the partner holes. ``shape`` holds (k,) float64 draws ``n_holes``,
-    ``hole_aspect``, ``cut_area``, ``cut_aspect``, ``ux``, ``uy`` (crop position in [0, 1))."""
+    ``hole_aspect``, ``cut_area``, ``cut_aspect``, ``ux``, ``uy`` (crop position in [0, 1)); ``edges`` is
+    :func:`axis_holes`'s."""
     area = torch.floor(height * width * shape["cut_area"])
-    cut_w = torch.floor(torch.sqrt(area / shape["cut_aspect"])).clamp(1, width)
-    cut_h = torch.floor(cut_w * shape["cut_aspect"]).clamp(1, height)
-    x0 = torch.floor((width - cut_w) * shape["ux"])
-    y0 = torch.floor((height - cut_h) * shape["uy"])
+    # The crop may extend past the image (see the module docstring): neither side is clamped to the image,
+    # and the height follows the unclamped width, as in the reference.
+    cut_w = torch.floor(torch.sqrt(area / shape["cut_aspect"])).clamp_min(1)
+    cut_h = torch.floor(cut_w * shape["cut_aspect"]).clamp_min(1)
+    x0 = torch.trunc((width - cut_w) * shape["ux"])
+    y0 = torch.trunc((height - cut_h) * shape["uy"])
     n_holes = torch.minimum(shape["n_holes"], torch.floor(cut_w / 2).clamp_min(1))
     patch_w = torch.ceil(cut_w / n_holes)
     patch_h = torch.floor(patch_w * shape["hole_aspect"]).clamp_min(1)
     ratio = torch.sqrt(1.0 - lam.double())
     hole_w = torch.minimum(torch.floor(patch_w * ratio).clamp_min(1), patch_w - 1)
     hole_h = torch.minimum(torch.floor(patch_h * ratio).clamp_min(1), patch_h - 1)
-    v = lambda t: t.view(-1, 1)  # noqa: E731
-    ys = torch.arange(height, device=lam.device, dtype=torch.float64) - v(y0)  # (k, H) crop-local rows
-    xs = torch.arange(width, device=lam.device, dtype=torch.float64) - v(x0)
-    in_y = (ys >= 0) & (ys < v(cut_h)) & (torch.remainder(ys, v(patch_h)) < v(hole_h))
-    in_x = (xs >= 0) & (xs < v(cut_w)) & (torch.remainder(xs, v(patch_w)) < v(hole_w))
+    in_y = axis_holes(height, y0, cut_h, patch_h, hole_h, edges)
+    in_x = axis_holes(width, x0, cut_w, patch_w, hole_w, edges)
     return (in_y.unsqueeze(2) & in_x.unsqueeze(1)).unsqueeze(1)
 
 
@@ -63,13 +94,18 @@ class GridMix(SampledPolicy):
         hole_aspect_ratio: hole height / width, a value or a ``[min, max]`` uniform range (1).
         cut_area_ratio: crop area / image area, value or range (OpenMixup: [0.5, 1]).
         cut_aspect_ratio: crop height / width, value or range (OpenMixup: [0.5, 2]).
+        edges: holes of a crop that starts before the image: ``clip`` (default) or ``reference`` (dropped or
+            wrapped around as the reference's Python slices do; reproduces OpenMixup's masks exactly).
     """
 
     def __init__(self, alpha: float = 0.2, prob: float = 1.0, partner: str = "perm",
                  n_holes: int | Sequence[int] = (2, 6), hole_aspect_ratio: float | Sequence[float] = 1.0,
                  cut_area_ratio: float | Sequence[float] = (0.5, 1.0),
-                 cut_aspect_ratio: float | Sequence[float] = (0.5, 2.0)):
+                 cut_aspect_ratio: float | Sequence[float] = (0.5, 2.0), edges: str = "clip"):
         super().__init__(alpha=alpha, prob=prob, partner=partner)
+        if edges not in ("clip", "reference"):
+            raise ValueError(f"edges: expected 'clip' or 'reference', got {edges!r}")
+        self.edges = edges
         lo, hi = _pair(n_holes)
         if lo < 1 or hi < lo:
             raise ValueError(f"n_holes: expected an int >= 1 or [min, max], got {n_holes}")
@@ -93,7 +129,7 @@ class GridMix(SampledPolicy):
     def mix_with(self, inputs: Tensor, labels: Tensor, num_classes: int, lam: Tensor, shape: dict,
                  index: Tensor) -> MixBatch:
         n, h, w = labels.shape[0], inputs.shape[-2], inputs.shape[-1]
-        anchor_map = (~grid_holes(shape, lam, h, w)).float()
+        anchor_map = (~grid_holes(shape, lam, h, w, self.edges)).float()
         x = blend(inputs, index, anchor_map)
         weight = per_sample(anchor_map.mean(dim=(1, 2, 3)), n)
         return pair_batch(x, labels, num_classes, index, weight, mask=anchor_map.expand(n, 1, h, w))

@@ -14,14 +14,17 @@ image's salient blocks are moved inside its own mask region by the greedy transp
 
 Divergences from the reference, all documented in ``docs/``:
 
-* the labelling is solved on the device for the whole batch by min-sum belief propagation + ICM
-  (:mod:`mixbench.mixups._graphcut`) instead of gco's α-β swap per sample on the CPU; agreement with an exact
-  solver is measured by ``benchmarks/puzzlemix_solver_agreement.py``;
+* with 2 labels the reference's α-β swap is a single graph cut, exact: mixbench solves it exactly too, by one
+  s-t minimum cut for the whole batch on the host (:mod:`mixbench.mixups._mincut`). With 3+ labels (the
+  default 3) the swap is itself approximate, and mixbench uses min-sum belief propagation + ICM on the device
+  for the whole batch (:mod:`mixbench.mixups._graphcut`) instead of gco per sample on the CPU. Both are
+  measured against exact solvers by ``benchmarks/puzzlemix_solver_agreement.py``;
 * b is a deterministic function of the iteration (uniform over ``blocks``): it sets tensor shapes, and drawing
   it on the device would need a host sync;
-* transport: losers of a column conflict are penalised inside each of the b rounds (the reference adds the
-  penalty after its loop), and a destination block that no source wins keeps its own content (the reference
-  leaves it black); the plan is kept as a source index per block, not as a one-hot matrix.
+* transport: a destination block that no source wins keeps its own content (the reference leaves it black);
+  the plan is kept as a source index per block, not as a one-hot matrix. The losers of a column conflict are
+  penalised inside each of the b rounds, as in the official ``mask_transport`` and OpenMixup's port (only
+  an early revision of the official code added the penalty once, after its loop).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from torch import Tensor
 
 from mixbench.errors import ConfigError
 from mixbench.mixups._graphcut import solve
+from mixbench.mixups._mincut import binary_mincut
 from mixbench.mixups.base import MixBatch, MixContext, MixPolicy, pair_batch, sample_beta
 from mixbench.registry import MIXUPS
 
@@ -95,6 +99,23 @@ def puzzle_energy(saliency: Tensor, images: Tensor, index: Tensor, lam: Tensor, 
     unary = (shares.view(1, 1, 1, -1) * ub.unsqueeze(-1) + (1 - shares).view(1, 1, 1, -1) * ua.unsqueeze(-1)
              + prior.view(n, 1, 1, -1))
     return unary, vert, horz, u1
+
+
+def solve_labels(unary: Tensor, vert: Tensor, horz: Tensor, bp_iters: int | None, icm_sweeps: int) -> Tensor:
+    """Labelling (N, b, b) of the PuzzleMix energy: exact by minimum cut with 2 labels, else approximate.
+
+    A cut needs pairwise weights ≥ 0, which PuzzleMix's always are for images in [0, 1] and γ ≤ 1 (the data
+    term is at least −β·γ); a sample with a negative weight falls back to the approximate solver.
+    """
+    if unary.shape[-1] != 2:
+        return solve(unary, vert, horz, bp_iters, icm_sweeps)
+    submodular = (vert >= 0).flatten(1).all(1) & (horz >= 0).flatten(1).all(1)
+    if bool(submodular.all()):  # a host sync, but the cut runs on the host anyway
+        return binary_mincut(unary, vert, horz)
+    labels = solve(unary, vert, horz, bp_iters, icm_sweeps)
+    if bool(submodular.any()):
+        labels[submodular] = binary_mincut(unary[submodular], vert[submodular], horz[submodular])
+    return labels
 
 
 def transport_cost(width: int, device: torch.device) -> Tensor:
@@ -162,7 +183,8 @@ class PuzzleMix(MixPolicy):
         mean: per-channel mean (0–1 units) to de-normalise the images for the smoothness term; ``None`` reads
             the classifier's data preprocessor, else uses the images as given.
         std: per-channel std, as ``mean``.
-        bp_iters: belief-propagation rounds (default 2·b). icm_sweeps: ICM polish sweeps (2).
+        bp_iters: belief-propagation rounds (default 2·b). icm_sweeps: ICM polish sweeps (2). Both apply to
+            3+ labels only: 2 labels are solved exactly by a minimum cut.
         prob: probability of mixing a batch. partner: ``perm`` (reference).
     """
 
@@ -221,7 +243,7 @@ class PuzzleMix(MixPolicy):
         images = self.denormalise(x, ctx) if ctx is not None else x
         unary, vert, horz, sal_blocks = puzzle_energy(saliency.float(), images, index, lam, blocks, self.beta,
                                                       self.gamma, self.eta, self.neigh_size, self.n_labels)
-        labels_grid = solve(unary, vert, horz, self.bp_iters, self.icm_sweeps)
+        labels_grid = solve_labels(unary, vert, horz, self.bp_iters, self.icm_sweeps)
         mask = 1.0 - labels_grid.float() / (self.n_labels - 1)  # (N, b, b) anchor share per block
         ratio = mask.flatten(1).mean(1)
         x1, x2 = x, x[index]
