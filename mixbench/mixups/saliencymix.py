@@ -82,6 +82,8 @@ class SaliencyMix(SampledPolicy):
         window: Hann-window the image before the FFT so the border does not look salient (see above).
     """
 
+    writes_inputs = True
+
     def __init__(self, alpha: float = 1.0, prob: float = 1.0, partner: str = "perm", per_sample: bool = False,
                  window: bool = False):
         super().__init__(alpha=alpha, prob=prob, partner=partner)
@@ -93,10 +95,11 @@ class SaliencyMix(SampledPolicy):
         lam = sample_beta(self.alpha, n if self.per_sample else 1, ctx.generator, dev)
         return {"lam": lam, "index": self.partner_index(n, ctx, dev)}
 
-    def mix_with(self, inputs: Tensor, labels: Tensor, num_classes: int, lam: Tensor, index: Tensor) -> MixBatch:
+    def mix_with(self, inputs: Tensor, labels: Tensor, num_classes: int, lam: Tensor, index: Tensor,
+                 inplace: bool = False) -> MixBatch:
         """Deterministic op: saliency of ``inputs[index[0]]`` (or of every partner with (N,) λ), box, paste."""
         h, w = inputs.shape[-2:]
         sources = index if lam.numel() > 1 else index[:1]
         cy, cx = saliency_peak(inputs.index_select(0, sources), self.window)
         box = box_from_lam(lam, cy, cx, h, w, rounding="clovaai")
-        return paste_boxes(inputs, labels, num_classes, index, box)
+        return paste_boxes(inputs, labels, num_classes, index, box, inplace=inplace)
