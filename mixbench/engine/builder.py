@@ -9,6 +9,7 @@ classifier (interface C), the optimiser wrapper (SGD/AdamW, gradient clipping, A
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 from dataclasses import dataclass
 from typing import Any, Mapping
@@ -33,6 +34,13 @@ class MixRunner(Runner):
 
     def dump_config(self) -> None:
         return None
+
+    def _log_env(self, env_cfg: dict) -> None:
+        """mmengine logs the environment at INFO; collecting it imports torchvision and asks the compilers for
+        their versions, seconds per run, so it is skipped when INFO is not shown (``runtime.log_level``
+        defaults to WARNING; ``record.json`` keeps mixbench's own environment either way)."""
+        if self.logger.isEnabledFor(logging.INFO):
+            super()._log_env(env_cfg)
 
 
 @dataclass
