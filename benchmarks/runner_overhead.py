@@ -14,7 +14,7 @@ Each repeat runs the bare loop, then every mixbench variant, then the bare loop 
 its wall time over the mean of the two bare runs around it, and the table gives the median over repeats, so
 load changes on a shared machine hit both sides alike. Wall time is the whole process, imports included:
 what a user waits for. The variants switch runner features off one at a time (the defaults, then without
-the wandb and TensorBoard sinks, then with one checkpoint at the end) to show where the time goes;
+wandb, without TensorBoard, then with one checkpoint at the end) to show where the time goes;
 ``--baseline DIR`` adds the defaults of another checkout (an older version) to the same alternation, and
 ``--profile`` prints the functions one default run spends its time in.
 """
@@ -40,7 +40,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # (name, overrides on top of the config): each variant also keeps the overrides of the one before it
 VARIANTS = [
     ("mixbench", []),
-    ("no wandb, no tb", ["runtime.wandb=off", "runtime.tensorboard=false"]),
+    ("no wandb", ["runtime.wandb=off"]),
+    ("no wandb, no tb", ["runtime.tensorboard=false"]),
     ("+ checkpoint at end only", ["runtime.checkpoint_interval={epochs}"]),
 ]
 

@@ -111,11 +111,13 @@ def paste_rows(x: Tensor, index: Tensor, box: tuple[Tensor, Tensor, Tensor, Tens
     with the 0/1 "outside the box" map. ``inplace``: paste into ``x`` itself and return it."""
     boxes = host_boxes(box)
     if inplace:
-        if len(boxes) == 1:  # the right-hand side is gathered before any write
+        if len(boxes) == 1 and not host_rows(x, index):  # small rows: one vectorised op (the gather comes first)
             y1, y2, x1, x2 = boxes[0]
             x[..., y1:y2, x1:x2] = x[index, ..., y1:y2, x1:x2]
             return x
-        region = lambda i: (Ellipsis, slice(*boxes[i][:2]), slice(*boxes[i][2:]))  # noqa: E731
+        # large rows: each box copied once, with no gathered copy of all the boxes to allocate and fill
+        region = lambda i: (Ellipsis, slice(*boxes[0 if len(boxes) == 1 else i][:2]),  # noqa: E731
+                            slice(*boxes[0 if len(boxes) == 1 else i][2:]))
         if overwrite_rows(x, index, region, lambda i, src: x[i][region(i)].copy_(src)):
             return x
     out = torch.empty_like(x)
