@@ -62,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
             continue
         out.append({"config": args.config, "method": cfg["mixup"]["type"], "backbone": cfg["model"]["backbone"]["type"],
                     "device": env.get("device"), "torch": env.get("torch"), "amp": args.amp,
-                    "channels_last": args.channels_last, "resident": args.resident,
+                    "channels_last": args.channels_last, "compile": bool(cfg["runtime"]["compile"]),
+                    "resident": args.resident,
                     "batch_size": cfg["data"]["batch_size"], "epoch": r["epoch"], "epoch_s": round(r["train_s"], 3),
                     "images_per_s": round(r["images_per_s"], 1),
                     "peak_mem_mib": round(result.record.get("memory", {}).get("peak_bytes", 0) / 2**20),

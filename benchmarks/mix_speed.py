@@ -3,11 +3,16 @@ and next to a plain clone of the batch (the memory-traffic floor), all in one pr
 
     python benchmarks/mix_speed.py [--device cpu|cuda] [--batch 128] [--size 224] [--reps 7] [--threads 1] [--out FILE.csv]
 
+Each policy is timed twice: ``mixbench`` is a direct call (the caller's batch is left as it is, a new batch is
+returned) and ``mixbench_owned`` the training call, on a batch the policy owns (``MixContext.owned``: mask
+policies may write into it, as the in-place references do).
+
 Per row: the op, the implementation, the median time in ms over ``--reps`` rounds (after one warm-up round;
 each round runs every row once, so load changes on a shared machine hit all rows alike), the ratio to the
 fastest peer implementation of the same op (mixbench rows only) and the ratio to the clone, each the median
 over rounds of the ratio measured within the round.
-Reference implementations that mix in place get a fresh clone before each timed call (not timed). On CUDA
+Reference implementations that mix in place, and the owned rows, get a fresh clone before each timed call
+(not timed), as training hands the policy a freshly normalised batch. On CUDA
 every mixbench call runs under ``torch.cuda.set_sync_debug_mode("error")``, so a host synchronisation inside a
 policy aborts the benchmark.
 """
@@ -87,14 +92,15 @@ def once(fn: Callable[[], object], device: torch.device, setup: Callable[[], Non
     return time.perf_counter() - t0
 
 
-def policy_call(policy, x: torch.Tensor, y: torch.Tensor, num_classes: int, ctx: MixContext,
+def policy_call(policy, x: Callable[[], torch.Tensor], y: torch.Tensor, num_classes: int, ctx: MixContext,
                 device: torch.device) -> Callable[[], object]:
-    """One policy call; on CUDA under ``set_sync_debug_mode("error")`` so a host synchronisation raises."""
+    """One policy call on the batch ``x()``; on CUDA under ``set_sync_debug_mode("error")`` so a host
+    synchronisation raises."""
     def call():
         if device.type == "cuda":
             torch.cuda.set_sync_debug_mode("error")
         try:
-            return policy(x, y, num_classes, ctx)
+            return policy(x(), y, num_classes, ctx)
         finally:
             if device.type == "cuda":
                 torch.cuda.set_sync_debug_mode("default")
@@ -107,12 +113,18 @@ def run(device: torch.device, batch: int, size: int, reps: int, num_classes: int
     g = torch.Generator(device=device).manual_seed(0)
     x = torch.randn((batch, 3, size, size), generator=g, device=device)
     y = torch.randint(0, num_classes, (batch,), generator=g, device=device)
-    ctx = MixContext(generator=g)
+    ctx, owned = MixContext(generator=g), MixContext(generator=g, owned=True)
+    buf = {}
+
+    def fresh() -> None:
+        buf["x"] = x.clone()
+
     jobs = [("clone", "torch", lambda: x.clone(), None)]
     for op, cfg in POLICIES:
-        jobs.append((op, "mixbench", policy_call(build(MIXUPS, cfg, "mixup"), x, y, num_classes, ctx, device), None))
+        policy = build(MIXUPS, cfg, "mixup")
+        jobs.append((op, "mixbench", policy_call(policy, lambda: x, y, num_classes, ctx, device), None))
+        jobs.append((op, "mixbench_owned", policy_call(policy, lambda: buf["x"], y, num_classes, owned, device), fresh))
     np.random.seed(0)
-    buf = {}
     for op, name, fn, mutates in peers(num_classes):
         def setup(mutates=mutates):
             buf["x"] = x.clone() if mutates else x
@@ -129,9 +141,11 @@ def run(device: torch.device, batch: int, size: int, reps: int, num_classes: int
     clone_t = rows[0]["_t"]
     paired = lambda a, b: round(statistics.median(p / q for p, q in zip(a, b)), 3)  # noqa: E731
     for r in rows:
-        ref = [p for p in rows if p["op"] == r["op"] and p["impl"] not in ("mixbench", "torch")]
+        ours = r["impl"].startswith("mixbench")
+        ref = [p for p in rows if p["op"] == r["op"] and not p["impl"].startswith("mixbench") and p["impl"] != "torch"]
         fastest = min(ref, key=lambda p: p["ms"]) if ref else None
-        r["vs_fastest_peer"] = paired(r["_t"], fastest["_t"]) if fastest and r["impl"] == "mixbench" else ""
+        r["peer"] = fastest["impl"] if fastest and ours else ""
+        r["vs_fastest_peer"] = paired(r["_t"], fastest["_t"]) if fastest and ours else ""
         r["vs_clone"] = paired(r["_t"], clone_t)
         r["ms"] = round(r["ms"], 2)
         del r["_t"]
@@ -154,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     load_start = os.getloadavg()[0]
     rows = run(device, args.batch, args.size, args.reps)
     load_end = os.getloadavg()[0]
-    header = ["op", "impl", "ms", "vs_fastest_peer", "vs_clone"]
+    header = ["op", "impl", "ms", "peer", "vs_fastest_peer", "vs_clone"]
     note = (f"# {args.batch}x3x{args.size}x{args.size} float32 on {device.type}"
             f" ({torch.cuda.get_device_name() if device.type == 'cuda' else f'{torch.get_num_threads()} threads'}),"
             f" torch {torch.__version__}, median of {args.reps} interleaved rounds,"

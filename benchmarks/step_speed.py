@@ -109,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--csv", default=None)
     args = ap.parse_args(argv)
     device = torch.device(args.device)
+    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     models = ["cnn", "vit_digits"] if args.model == "all" else [args.model]
     rows = []
     for model_name in models:
@@ -117,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         base_t, base_m = results.get("none", (None, None))
         for name in names:
             t, m = results[name]
-            rows.append({"device": str(device), "model": model_name, "batch": args.batch, "policy": name,
+            rows.append({"device": str(device), "device_name": device_name, "model": model_name, "batch": args.batch, "policy": name,
                          "step_ms": round(t * 1000, 2),
                          "ratio_to_none": round(t / base_t, 3) if base_t else float("nan"),
                          "peak_mem_ratio": round(m / base_m, 3) if base_m and base_m == base_m else float("nan")})

@@ -10,6 +10,7 @@ mixbench hooks.
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 from dataclasses import dataclass
 from typing import Any, Mapping
@@ -34,6 +35,13 @@ class MixRunner(Runner):
 
     def dump_config(self) -> None:
         return None
+
+    def _log_env(self, env_cfg: dict) -> None:
+        """mmengine logs the environment at INFO; collecting it imports torchvision and asks the compilers for
+        their versions, seconds per run, so it is skipped when INFO is not shown (``runtime.log_level``
+        defaults to WARNING; ``record.json`` keeps mixbench's own environment either way)."""
+        if self.logger.isEnabledFor(logging.INFO):
+            super()._log_env(env_cfg)
 
 
 @dataclass

@@ -10,11 +10,18 @@ row with Python-integer slices: each output row is written once while it is in c
 the box from the partner instead of reading two whole images, and no full-size mask or gathered partner batch
 is materialised. CUDA tensors (and small CPU rows, where one vectorised op beats a Python loop) take the
 mask path. The two paths give bit-identical results; tests run both (``HOST_PATHS`` / ``HOST_ROW_BYTES``).
+
+In place: when the caller owns the batch (``MixContext.owned``: in training the preprocessor has just made it),
+the CPU paths write the partner's pixels into it instead of building a new batch, as mmpretrain and timm do.
+Skipping the fresh allocation is most of the gain: a new batch of large images is new memory, and the page
+faults of its first write cost more than the mixing. Rows are overwritten cycle by cycle of the partner
+permutation (:func:`overwrite_rows`), so every partner is read before it is overwritten; the results are
+bit-identical to the out-of-place paths. Direct callers keep the default, which never modifies the inputs.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import Tensor
@@ -29,15 +36,59 @@ HOST_PATHS = True
 HOST_ROW_BYTES = 1 << 16
 
 
-def host_rows(x: Tensor, *tensors: Tensor) -> bool:
-    """Whether batch ``x`` takes the per-row host path: ``x`` and every tensor in ``tensors`` (indices, box
-    corners, weights) on the CPU, rows of at least ``HOST_ROW_BYTES``, and no autograd graph to record (the
-    host paths write into preallocated rows)."""
+def on_host(x: Tensor, *tensors: Tensor) -> bool:
+    """Whether ``x`` may be written row by row on the host: host paths on, ``x`` and every tensor in
+    ``tensors`` (indices, box corners, weights) on the CPU, and no autograd graph to record (the host paths
+    write into preallocated rows, or into ``x`` itself)."""
     if not HOST_PATHS or x.device.type != "cpu" or any(t.device.type != "cpu" for t in tensors):
         return False
-    if torch.is_grad_enabled() and (x.requires_grad or any(t.requires_grad for t in tensors)):
+    return not (torch.is_grad_enabled() and (x.requires_grad or any(t.requires_grad for t in tensors)))
+
+
+def host_rows(x: Tensor, *tensors: Tensor) -> bool:
+    """Whether batch ``x`` takes the per-row host path: :func:`on_host` and rows of at least
+    ``HOST_ROW_BYTES``."""
+    return on_host(x, *tensors) and x.shape[0] > 0 and x[0].numel() * x.element_size() >= HOST_ROW_BYTES
+
+
+def cycles(index: list[int]) -> list[list[int]] | None:
+    """The cycles ``[i, index[i], index[index[i]], ...]`` of the permutation ``index``, fixed points left out;
+    ``None`` when ``index`` is not a permutation."""
+    n = len(index)
+    if sorted(index) != list(range(n)):
+        return None
+    seen = [False] * n
+    out = []
+    for start in range(n):
+        cycle, i = [], start
+        while not seen[i]:
+            seen[i] = True
+            cycle.append(i)
+            i = index[i]
+        if len(cycle) > 1:
+            out.append(cycle)
+    return out
+
+
+def overwrite_rows(x: Tensor, index: Tensor, region: Callable[[int], tuple], write: Callable[[int, Tensor], None]
+                   ) -> bool:
+    """Mix the rows of ``x`` in place: ``write(i, src)`` for every row ``i`` with a partner ``j = index[i] ≠ i``,
+    ``src`` being ``x[j][region(i)]`` as it was before any write.
+
+    Rows are written cycle by cycle of the permutation, each from the next row of its cycle, which is still
+    unwritten; only the first row of a cycle is copied beforehand (the region its last row reads). Returns
+    ``False``, having written nothing, when ``index`` is not a permutation (the caller then mixes out of place).
+    """
+    order = cycles(index.tolist())
+    if order is None:
         return False
-    return x.shape[0] > 0 and x[0].numel() * x.element_size() >= HOST_ROW_BYTES
+    for cycle in order:
+        last = cycle[-1]
+        saved = x[cycle[0]][region(last)].clone()
+        for i, j in zip(cycle[:-1], cycle[1:]):
+            write(i, x[j][region(i)])
+        write(last, saved)
+    return True
 
 
 def host_boxes(box: tuple[Tensor, Tensor, Tensor, Tensor]) -> list[tuple[int, int, int, int]]:
@@ -54,18 +105,29 @@ def paste_row(out: Tensor, x: Tensor, i: int, j: int, box: tuple[int, int, int, 
         out[i, ..., y1:y2, x1:x2].copy_(x[j, ..., y1:y2, x1:x2])
 
 
-def paste_rows(x: Tensor, index: Tensor, box: tuple[Tensor, Tensor, Tensor, Tensor]) -> Tensor:
+def paste_rows(x: Tensor, index: Tensor, box: tuple[Tensor, Tensor, Tensor, Tensor], inplace: bool = False
+               ) -> Tensor:
     """Host path of a box paste for the batch (box corners (1,) shared or (N,) per row); equals ``blend``
-    with the 0/1 "outside the box" map."""
-    out = torch.empty_like(x)
+    with the 0/1 "outside the box" map. ``inplace``: paste into ``x`` itself and return it."""
     boxes = host_boxes(box)
+    if inplace:
+        if len(boxes) == 1 and not host_rows(x, index):  # small rows: one vectorised op (the gather comes first)
+            y1, y2, x1, x2 = boxes[0]
+            x[..., y1:y2, x1:x2] = x[index, ..., y1:y2, x1:x2]
+            return x
+        # large rows: each box copied once, with no gathered copy of all the boxes to allocate and fill
+        region = lambda i: (Ellipsis, slice(*boxes[0 if len(boxes) == 1 else i][:2]),  # noqa: E731
+                            slice(*boxes[0 if len(boxes) == 1 else i][2:]))
+        if overwrite_rows(x, index, region, lambda i, src: x[i][region(i)].copy_(src)):
+            return x
+    out = torch.empty_like(x)
     for i, j in enumerate(index.tolist()):
         paste_row(out, x, i, j, boxes[0 if len(boxes) == 1 else i])
     return out
 
 
-def blend(x: Tensor, index: Tensor, weight: Tensor) -> Tensor:
-    """Return ``weight·x + (1−weight)·x[index]`` as a new tensor; ``x`` is not modified.
+def blend(x: Tensor, index: Tensor, weight: Tensor, inplace: bool = False) -> Tensor:
+    """Return ``weight·x + (1−weight)·x[index]``: a new tensor, ``x`` not modified, unless ``inplace``.
 
     Args:
         x: (N, ...) batch.
@@ -73,15 +135,21 @@ def blend(x: Tensor, index: Tensor, weight: Tensor) -> Tensor:
         weight: anchor weight, broadcastable against ``x`` with a leading dim of N or 1: a per-sample λ
             (N, 1, 1, 1), a shared mask (1, 1, H, W) or per-sample masks (N, 1, H, W). 0/1 weights give
             exactly the anchor / partner values (``torch.lerp`` is exact at its end points).
+        inplace: on the host path, blend into ``x`` itself and return it (an owned batch; see the module
+            docstring).
     """
     n = x.shape[0]
     weight = weight.to(x.dtype)
     if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad):
         return torch.lerp(x[index], x, weight)
+    row_weight = lambda i: weight[0] if weight.shape[0] == 1 else weight[i]  # noqa: E731
+    if inplace and host_rows(x, index, weight) and overwrite_rows(
+            x, index, lambda i: (Ellipsis,), lambda i, src: torch.lerp(src, x[i], row_weight(i), out=x[i])):
+        return x
     out = torch.empty_like(x)
     if host_rows(x, index, weight):  # each row blended from views: no gathered partner copy
         for i, j in enumerate(index.tolist()):
-            torch.lerp(x[j], x[i], weight[0] if weight.shape[0] == 1 else weight[i], out=out[i])
+            torch.lerp(x[j], x[i], row_weight(i), out=out[i])
         return out
     if x.device.type == "cpu":
         step = max(1, _CPU_CHUNK_BYTES // max(1, x[0].numel() * x.element_size()))
@@ -165,7 +233,12 @@ def per_sample(t: Tensor, n: int) -> Tensor:
 class SampledPolicy(MixPolicy):
     """A policy split in two: :meth:`sample` draws every random parameter from ``ctx.generator`` and
     :meth:`mix_with` is the deterministic op. Tests and reference comparisons inject λ, partners and boxes
-    by calling :meth:`mix_with` directly."""
+    by calling :meth:`mix_with` directly.
+
+    ``writes_inputs``: :meth:`mix_with` takes ``inplace`` and, given ``True``, may mix into the inputs; :meth:`mix`
+    passes ``ctx.owned`` there."""
+
+    writes_inputs: bool = False
 
     def sample(self, inputs: Tensor, labels: Tensor, ctx: MixContext) -> dict[str, Any]:
         raise NotImplementedError
@@ -174,7 +247,10 @@ class SampledPolicy(MixPolicy):
         raise NotImplementedError
 
     def mix(self, inputs: Tensor, labels: Tensor, num_classes: int, ctx: MixContext) -> MixBatch:
-        return self.mix_with(inputs, labels, num_classes, **self.sample(inputs, labels, ctx))
+        params = self.sample(inputs, labels, ctx)
+        if self.writes_inputs:
+            params["inplace"] = ctx.owned
+        return self.mix_with(inputs, labels, num_classes, **params)
 
 
 class HostChoice:

@@ -1,4 +1,4 @@
-"""The mixup policy contract shared by every policy (DESIGN §4).
+"""The mixup policy contract shared by every policy (``docs/architecture.md``).
 
 A policy takes a whole batch already on the training device and returns a :class:`MixBatch`:
 
@@ -43,6 +43,9 @@ class MixContext:
             ``"attention"``...). The classifier fills only the ones a policy declares in ``needs``;
             each value is a zero-argument callable computed on first use and cached by the provider.
         model: the classifier, for policies that need more than a declared signal (read-only use).
+        owned: the inputs are a fresh tensor that belongs to this call (in training the preprocessor has just
+            made it), so a policy may write the mixed pixels into it instead of building a new batch. Default
+            ``False``: a direct caller's tensor is never modified.
     """
 
     generator: torch.Generator
@@ -51,6 +54,7 @@ class MixContext:
     progress: float = 0.0
     signals: dict[str, Callable[..., Any]] = field(default_factory=dict)
     model: Any = None
+    owned: bool = False
 
     def signal(self, name: str, *args: Any, **kwargs: Any) -> Any:
         if name not in self.signals:
@@ -257,8 +261,9 @@ def identity_batch(inputs: Tensor, labels: Tensor, num_classes: int) -> MixBatch
 def apply_with_prob(policy: MixPolicy, inputs: Tensor, labels: Tensor, num_classes: int,
                     ctx: MixContext) -> MixBatch:
     """Apply ``policy`` to the whole batch with probability ``policy.prob`` (one draw per batch), without a
-    host sync: the mixed batch is computed and blended with the original by a 0/1 tensor."""
-    mixed = policy.mix(inputs, labels, num_classes, ctx)
+    host sync: the mixed batch is computed and blended with the original by a 0/1 tensor. The blend reads the
+    original, so the policy never mixes it in place here (``ctx.owned`` is cleared)."""
+    mixed = policy.mix(inputs, labels, num_classes, replace(ctx, owned=False))
     on = (torch.rand((), generator=ctx.generator, device=inputs.device) < policy.prob)
     n = labels.shape[0]
     keep = on.to(inputs.dtype)

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from mixbench.mixups._ops import (SampledPolicy, blend, box_area_fraction, box_from_lam, box_mask, host_rows,
-                                  paste_rows, per_sample, rand_box_minmax, rand_center)
+                                  on_host, paste_rows, per_sample, rand_box_minmax, rand_center)
 from mixbench.mixups.base import MixBatch, MixContext, pair_batch, sample_beta
 from mixbench.registry import MIXUPS
 
@@ -22,7 +22,7 @@ Box = tuple[Tensor, Tensor, Tensor, Tensor]
 
 
 def paste_boxes(inputs: Tensor, labels: Tensor, num_classes: int, index: Tensor, box: Box,
-                lam: Tensor | None = None) -> MixBatch:
+                lam: Tensor | None = None, inplace: bool = False) -> MixBatch:
     """Deterministic CutMix core: the partner's pixels inside ``box``, the anchor's elsewhere.
 
     Args:
@@ -33,10 +33,15 @@ def paste_boxes(inputs: Tensor, labels: Tensor, num_classes: int, index: Tensor,
         box: int64 (y1, y2, x1, x2), each (1,) for one box shared by the batch or (N,) per sample; half-open.
         lam: label weight of the anchor; ``None`` (the default, "correct_lam") uses the realised anchor area
             1 − box area / (H·W).
+        inplace: ``inputs`` is an owned batch: on the host, paste into it (one vectorised slice assignment
+            for a shared box, whatever the image size) instead of building a new batch.
     """
     n, h, w = labels.shape[0], inputs.shape[-2], inputs.shape[-1]
     anchor_map = (~box_mask(box, h, w)).float()  # (1|N, 1, H, W), 1 = anchor pixel
-    x = paste_rows(inputs, index, box) if host_rows(inputs, index, *box) else blend(inputs, index, anchor_map)
+    if host_rows(inputs, index, *box) or (inplace and box[0].numel() == 1 and on_host(inputs, index, *box)):
+        x = paste_rows(inputs, index, box, inplace)
+    else:
+        x = blend(inputs, index, anchor_map)
     weight = 1.0 - box_area_fraction(box, h, w) if lam is None else lam.float()
     weight = per_sample(weight, n)
     return pair_batch(x, labels, num_classes, index, weight, mask=anchor_map.expand(n, 1, h, w))
@@ -59,6 +64,8 @@ class CutMix(SampledPolicy):
             (side exactly ⌊H√(1−λ)⌋, timm ≥ 1.0).
         per_sample: one λ and box per sample instead of one per batch (vectorised variant).
     """
+
+    writes_inputs = True
 
     def __init__(self, alpha: float = 1.0, prob: float = 1.0, partner: str = "perm",
                  cutmix_minmax: Sequence[float] | None = None, correct_lam: bool = True, rounding: str = "clovaai",
@@ -88,6 +95,6 @@ class CutMix(SampledPolicy):
         return {"lam": lam, "index": index, "box": box}
 
     def mix_with(self, inputs: Tensor, labels: Tensor, num_classes: int, lam: Tensor, index: Tensor,
-                 box: Box) -> MixBatch:
+                 box: Box, inplace: bool = False) -> MixBatch:
         corrected = self.correct_lam or self.cutmix_minmax is not None
-        return paste_boxes(inputs, labels, num_classes, index, box, None if corrected else lam)
+        return paste_boxes(inputs, labels, num_classes, index, box, None if corrected else lam, inplace)

@@ -117,6 +117,8 @@ class FMix(SampledPolicy):
             generator, power in the two lowest x-frequencies only; see the module docstring).
     """
 
+    writes_inputs = True
+
     def __init__(self, alpha: float = 1.0, prob: float = 1.0, partner: str = "perm", decay_power: float = 3.0,
                  max_soft: float = 0.0, reformulate: bool = False, per_sample: bool = False,
                  spectrum: str = "paper"):
@@ -142,11 +144,11 @@ class FMix(SampledPolicy):
         return {"lam": lam, "noise": noise, "round_up": round_up, "index": self.partner_index(n, ctx, dev)}
 
     def mix_with(self, inputs: Tensor, labels: Tensor, num_classes: int, lam: Tensor, noise: Tensor,
-                 round_up: Tensor, index: Tensor) -> MixBatch:
+                 round_up: Tensor, index: Tensor, inplace: bool = False) -> MixBatch:
         """Deterministic op: mask from (λ, spectrum noise, rounding coin); anchor where the mask is 1."""
         n, h, w = labels.shape[0], inputs.shape[-2], inputs.shape[-1]
         img = SPECTRA[self.spectrum](noise, h, w, self.decay_power)
         anchor_map = binarise(img, lam, round_up, self.max_soft).float().unsqueeze(1)  # (k, 1, H, W)
-        x = blend(inputs, index, anchor_map)
+        x = blend(inputs, index, anchor_map, inplace)
         weight = per_sample(anchor_map.mean(dim=(1, 2, 3)), n)
         return pair_batch(x, labels, num_classes, index, weight, mask=anchor_map.expand(n, 1, h, w))

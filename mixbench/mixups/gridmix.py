@@ -98,6 +98,8 @@ class GridMix(SampledPolicy):
             wrapped around as the reference's Python slices do; reproduces OpenMixup's masks exactly).
     """
 
+    writes_inputs = True
+
     def __init__(self, alpha: float = 0.2, prob: float = 1.0, partner: str = "perm",
                  n_holes: int | Sequence[int] = (2, 6), hole_aspect_ratio: float | Sequence[float] = 1.0,
                  cut_area_ratio: float | Sequence[float] = (0.5, 1.0),
@@ -127,9 +129,9 @@ class GridMix(SampledPolicy):
         return {"lam": lam, "shape": shape, "index": self.partner_index(n, ctx, dev)}
 
     def mix_with(self, inputs: Tensor, labels: Tensor, num_classes: int, lam: Tensor, shape: dict,
-                 index: Tensor) -> MixBatch:
+                 index: Tensor, inplace: bool = False) -> MixBatch:
         n, h, w = labels.shape[0], inputs.shape[-2], inputs.shape[-1]
         anchor_map = (~grid_holes(shape, lam, h, w, self.edges)).float()
-        x = blend(inputs, index, anchor_map)
+        x = blend(inputs, index, anchor_map, inplace)
         weight = per_sample(anchor_map.mean(dim=(1, 2, 3)), n)
         return pair_batch(x, labels, num_classes, index, weight, mask=anchor_map.expand(n, 1, h, w))

@@ -60,6 +60,8 @@ class MaskMix(SampledPolicy):
         mask_patch_size: grid cell side in pixels (official DeiT 56 on 224 px = 4×4 cells; OpenMixup 64).
     """
 
+    writes_inputs = True
+
     def __init__(self, alpha: float = 1.0, prob: float = 1.0, partner: str = "perm", mask_patch_size: int = 56):
         super().__init__(alpha=alpha, prob=prob, partner=partner)
         if mask_patch_size < 1:
@@ -74,10 +76,10 @@ class MaskMix(SampledPolicy):
         return {"lam": lam, "scores": scores, "index": self.partner_index(n, ctx, dev)}
 
     def mix_with(self, inputs: Tensor, labels: Tensor, num_classes: int, lam: Tensor, scores: Tensor,
-                 index: Tensor) -> MixBatch:
+                 index: Tensor, inplace: bool = False) -> MixBatch:
         h, w = inputs.shape[-2:]
         keep = kept_cells(lam, scores, h, w, self.mask_patch_size)
         anchor_map = cell_mask(keep, h, w, self.mask_patch_size)
-        x = blend(inputs, index, anchor_map)
+        x = blend(inputs, index, anchor_map, inplace)
         weight = kept_area(keep, h, w, self.mask_patch_size)
         return pair_batch(x, labels, num_classes, index, weight, mask=anchor_map)

@@ -15,7 +15,8 @@ from mixbench.mixups.base import MixBatch, MixContext, pair_batch, sample_beta
 from mixbench.registry import MIXUPS
 
 
-def mixup_batch(inputs: Tensor, labels: Tensor, num_classes: int, lam: Tensor, index: Tensor) -> MixBatch:
+def mixup_batch(inputs: Tensor, labels: Tensor, num_classes: int, lam: Tensor, index: Tensor,
+                inplace: bool = False) -> MixBatch:
     """Deterministic Mixup core: ``x̃ = λ·x + (1−λ)·x[index]``, ``ỹ = λ·y + (1−λ)·y[index]``.
 
     Args:
@@ -24,10 +25,11 @@ def mixup_batch(inputs: Tensor, labels: Tensor, num_classes: int, lam: Tensor, i
         num_classes: K.
         lam: (N,) or (1,) anchor weight λ.
         index: (N,) partner of each sample.
+        inplace: ``inputs`` is an owned batch that may be blended in place (see ``blend``).
     """
     n = labels.shape[0]
     lam = per_sample(lam.float(), n)
-    x = blend(inputs, index, lam.view(-1, 1, 1, 1))
+    x = blend(inputs, index, lam.view(-1, 1, 1, 1), inplace)
     return pair_batch(x, labels, num_classes, index, lam)
 
 
@@ -43,6 +45,8 @@ class Mixup(SampledPolicy):
         per_sample: draw one λ per sample instead of one per batch (a vectorised variant; the references
             use one per batch).
     """
+
+    writes_inputs = True
 
     def __init__(self, alpha: float = 1.0, prob: float = 1.0, partner: str = "perm", per_sample: bool = False):
         super().__init__(alpha=alpha, prob=prob, partner=partner, check_alpha=False)
@@ -60,5 +64,6 @@ class Mixup(SampledPolicy):
         lam = self.sample_lam(n, ctx, inputs.device)  # λ before the partner, as the references draw them
         return {"lam": lam, "index": self.partner_index(n, ctx, inputs.device)}
 
-    def mix_with(self, inputs: Tensor, labels: Tensor, num_classes: int, lam: Tensor, index: Tensor) -> MixBatch:
-        return mixup_batch(inputs, labels, num_classes, lam, index)
+    def mix_with(self, inputs: Tensor, labels: Tensor, num_classes: int, lam: Tensor, index: Tensor,
+                 inplace: bool = False) -> MixBatch:
+        return mixup_batch(inputs, labels, num_classes, lam, index, inplace)

@@ -77,11 +77,13 @@ def _resize_partner(inputs: Tensor, index: Tensor, box: Box, mode: str) -> Tenso
 _GROUP_BYTES = 1 << 19
 
 
-def _paste_resized_rows(inputs: Tensor, index: Tensor, box: Box, mode: str) -> Tensor:
+def _paste_resized_rows(inputs: Tensor, index: Tensor, box: Box, mode: str, inplace: bool = False) -> Tensor:
     """Host path of :func:`paste_resized` (CPU): only the box of each partner is resized, a few rows at a time
-    (a group shares one box) so the intermediates stay in cache, and pasted into a copy of the anchors. Same
-    arithmetic as :func:`_resize_partner`: a column pick commutes with the element-wise row interpolation."""
-    out = torch.empty_like(inputs)
+    (a group shares one box) so the intermediates stay in cache, and pasted into a copy of the anchors, or
+    into ``inputs`` itself when ``inplace`` (once every partner has been read). Same arithmetic as
+    :func:`_resize_partner`: a column pick commutes with the element-wise row interpolation."""
+    out = inputs if inplace else torch.empty_like(inputs)
+    pending = []  # in place: (rows, box, patch), pasted after the last partner has been read
     boxes = host_boxes(box)
     n, c, h, w = inputs.shape
     for k, (y1, y2, x1, x2) in enumerate(boxes):
@@ -92,7 +94,8 @@ def _paste_resized_rows(inputs: Tensor, index: Tensor, box: Box, mode: str) -> T
             groups = [(k, k + 1)]
         if y2 <= y1 or x2 <= x1:
             for a, b in groups:
-                out[a:b].copy_(inputs[a:b])
+                if not inplace:
+                    out[a:b].copy_(inputs[a:b])
             continue
         r0, r1, wr = (t[:, y1:y2] for t in _source_coords(box[0][k:k + 1], box[1][k:k + 1], h, mode))
         c0, c1, wc = (t[0, x1:x2] for t in _source_coords(box[2][k:k + 1], box[3][k:k + 1], w, mode))
@@ -106,31 +109,39 @@ def _paste_resized_rows(inputs: Tensor, index: Tensor, box: Box, mode: str) -> T
         pick0, pick1 = (block + c0).view(-1), (block + c1).view(-1)
         lines = inputs.view(-1, w)
         for a, b in groups:
-            out[a:b].copy_(inputs[a:b])
+            if inplace:  # the patch keeps the strides of its place in the batch, so every op gives the same bits
+                patch = inputs.new_empty((b - a, c, y2 - y1, w))[..., x1:x2]
+                pending.append((a, b, (y1, y2, x1, x2), patch))
+            else:
+                out[a:b].copy_(inputs[a:b])
+                patch = out[a:b, :, y1:y2, x1:x2]
             size, m = (b - a, c, y2 - y1, x2 - x1), (b - a) * c * (y2 - y1) * (x2 - x1)
             rows = lines.index_select(0, src0[a:b].reshape(-1))
             if mode == "bilinear":
                 rows = torch.lerp(rows.view(b - a, c, -1, w), lines.index_select(0, src1[a:b].reshape(-1)).view(
                     b - a, c, -1, w), wr).view(-1)
                 torch.lerp(rows.index_select(0, pick0[:m]).view(size), rows.index_select(0, pick1[:m]).view(size),
-                           wc, out=out[a:b, :, y1:y2, x1:x2])
+                           wc, out=patch)
             else:
-                out[a:b, :, y1:y2, x1:x2].copy_(rows.view(-1).index_select(0, pick0[:m]).view(size))
+                patch.copy_(rows.view(-1).index_select(0, pick0[:m]).view(size))
+    for a, b, (y1, y2, x1, x2), patch in pending:
+        out[a:b, :, y1:y2, x1:x2].copy_(patch)
     return out
 
 
 def paste_resized(inputs: Tensor, labels: Tensor, num_classes: int, index: Tensor, box: Box,
-                  interpolation: str = "nearest") -> MixBatch:
+                  interpolation: str = "nearest", inplace: bool = False) -> MixBatch:
     """Deterministic ResizeMix core: ``x[index]`` resized to each box and pasted there; anchor elsewhere.
 
     Args:
         box: int64 (y1, y2, x1, x2), each (1,) shared or (N,) per sample.
         interpolation: ``nearest`` or ``bilinear``.
+        inplace: ``inputs`` is an owned batch that the host path may paste into.
     """
     n, h, w = labels.shape[0], inputs.shape[-2], inputs.shape[-1]
     inside = box_mask(box, h, w)
     if host_rows(inputs, index, *box):
-        x = _paste_resized_rows(inputs, index, box, interpolation)
+        x = _paste_resized_rows(inputs, index, box, interpolation, inplace)
     else:
         x = torch.where(inside, _resize_partner(inputs, index, box, interpolation), inputs)
     weight = per_sample(1.0 - box_area_fraction(box, h, w), n)
@@ -158,6 +169,8 @@ class ResizeMix(SampledPolicy):
             (box shifted to fit: official).
         per_sample: one τ and box per sample.
     """
+
+    writes_inputs = True
 
     def __init__(self, alpha: float = 1.0, prob: float = 1.0, partner: str = "perm",
                  scope: Sequence[float] = (0.1, 0.8), use_alpha: bool = True, interpolation: str = "nearest",
@@ -198,5 +211,6 @@ class ResizeMix(SampledPolicy):
         y2, x2 = (y1 + ch).clamp_max(height), (x1 + cw).clamp_max(width)
         return y2 - ch, y2, x2 - cw, x2
 
-    def mix_with(self, inputs: Tensor, labels: Tensor, num_classes: int, box: Box, index: Tensor) -> MixBatch:
-        return paste_resized(inputs, labels, num_classes, index, box, self.interpolation)
+    def mix_with(self, inputs: Tensor, labels: Tensor, num_classes: int, box: Box, index: Tensor,
+                 inplace: bool = False) -> MixBatch:
+        return paste_resized(inputs, labels, num_classes, index, box, self.interpolation, inplace)

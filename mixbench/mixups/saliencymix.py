@@ -82,6 +82,8 @@ class SaliencyMix(SampledPolicy):
             wrap-around does not make the border salient.
     """
 
+    writes_inputs = True
+
     def __init__(self, alpha: float = 1.0, prob: float = 1.0, partner: str = "perm", per_sample: bool = False,
                  saliency: str = "fine_grained", window: bool = False):
         super().__init__(alpha=alpha, prob=prob, partner=partner)
@@ -103,7 +105,7 @@ class SaliencyMix(SampledPolicy):
         return {"lam": lam, "index": self.partner_index(n, ctx, dev), **stats}
 
     def mix_with(self, inputs: Tensor, labels: Tensor, num_classes: int, lam: Tensor, index: Tensor,
-                 mean: Tensor | None = None, std: Tensor | None = None) -> MixBatch:
+                 mean: Tensor | None = None, std: Tensor | None = None, inplace: bool = False) -> MixBatch:
         """Deterministic op: saliency of ``inputs[index[0]]`` (or of every partner with (N,) λ), box, paste.
 
         ``mean``/``std``: the per-channel normalisation of ``inputs`` (0…255 units), if known."""
@@ -111,4 +113,4 @@ class SaliencyMix(SampledPolicy):
         sources = index if lam.numel() > 1 else index[:1]
         cy, cx = saliency_peak(inputs.index_select(0, sources), self.saliency, self.window, mean, std)
         box = box_from_lam(lam, cy, cx, h, w, rounding="clovaai")
-        return paste_boxes(inputs, labels, num_classes, index, box)
+        return paste_boxes(inputs, labels, num_classes, index, box, inplace=inplace)

@@ -41,6 +41,8 @@ class SmoothMix(SampledPolicy):
         per_sample: one blob per sample instead of one per batch (vectorised variant).
     """
 
+    writes_inputs = True
+
     def __init__(self, prob: float = 1.0, partner: str = "perm", sigma_range: Sequence[float] = (0.25, 0.5),
                  per_sample: bool = False):
         super().__init__(alpha=1.0, prob=prob, partner=partner)
@@ -61,9 +63,9 @@ class SmoothMix(SampledPolicy):
         return {"sigma": sigma, "dy": dy, "dx": dx, "index": index}
 
     def mix_with(self, inputs: Tensor, labels: Tensor, num_classes: int, sigma: Tensor, dy: Tensor, dx: Tensor,
-                 index: Tensor) -> MixBatch:
+                 index: Tensor, inplace: bool = False) -> MixBatch:
         n, h, w = labels.shape[0], inputs.shape[-2], inputs.shape[-1]
         anchor_map = (1.0 - gaussian_blob(sigma, dy, dx, h, w)).float()
-        x = blend(inputs, index, anchor_map)
+        x = blend(inputs, index, anchor_map, inplace)
         weight = per_sample(anchor_map.mean(dim=(1, 2, 3)), n)  # the anchor's share of the pixels
         return pair_batch(x, labels, num_classes, index, weight, mask=anchor_map.expand(n, 1, h, w))

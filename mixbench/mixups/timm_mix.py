@@ -6,8 +6,9 @@ Reference code: huggingface/pytorch-image-models ``timm/data/mixup.py`` (``Mixup
 
 Differences from timm, all deliberate: the ``elem`` and ``pair`` modes are one vectorised op instead of a
 Python loop; randomness comes from the torch generator instead of NumPy's global RNG (the distribution is the
-same; tests inject timm's own draws to check the op is identical); the input is not modified in place; odd
-batch sizes are accepted (``flip`` then leaves the middle sample unmixed; timm asserts an even batch).
+same; tests inject timm's own draws to check the op is identical); the input is modified in place only when
+the caller owns it (``MixContext.owned``, as in training); odd batch sizes are accepted (``flip`` then leaves
+the middle sample unmixed; timm asserts an even batch).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import torch
 from torch import Tensor
 
 from mixbench.mixups._ops import (SampledPolicy, blend, box_area_fraction, box_from_lam, box_mask, host_boxes,
-                                  host_rows, paste_row, rand_box_minmax, rand_center)
+                                  host_rows, overwrite_rows, paste_row, rand_box_minmax, rand_center)
 from mixbench.mixups.base import MixBatch, MixContext, pair_batch, sample_beta
 from mixbench.registry import MIXUPS
 
@@ -43,6 +44,8 @@ class TimmMix(SampledPolicy):
             must not smooth again. Default 0 (timm's default is 0.1).
         partner: ``flip`` (timm); ``perm``/``roll`` are allowed in ``batch``/``elem`` modes.
     """
+
+    writes_inputs = True
 
     def __init__(self, mixup_alpha: float = 1.0, cutmix_alpha: float = 0.0,
                  cutmix_minmax: Sequence[float] | None = None, prob: float = 1.0, switch_prob: float = 0.5,
@@ -103,11 +106,12 @@ class TimmMix(SampledPolicy):
         return {"lam": lam, "use_cutmix": use_cut, "box": box, "index": self.partner_index(n, ctx, dev)}
 
     def mix_with(self, inputs: Tensor, labels: Tensor, num_classes: int, lam: Tensor, use_cutmix: Tensor,
-                 box: tuple[Tensor, Tensor, Tensor, Tensor], index: Tensor) -> MixBatch:
+                 box: tuple[Tensor, Tensor, Tensor, Tensor], index: Tensor, inplace: bool = False) -> MixBatch:
         """Deterministic op. ``lam``/``use_cutmix``/``box`` are (1,) for the whole batch or (N,) per sample.
 
         Samples with λ = 1 are left as they are (as timm's ``if lam != 1``); CutMix samples take the partner
         inside their box and get the realised area as label weight (``correct_lam`` or ``cutmix_minmax``).
+        ``inplace``: ``inputs`` is an owned batch that the host path may mix in place (as timm does).
         """
         n, h, w = labels.shape[0], inputs.shape[-2], inputs.shape[-1]
         lam = lam.double()
@@ -115,11 +119,11 @@ class TimmMix(SampledPolicy):
         area_w = 1.0 - box_area_fraction(box, h, w).double()
         weight = torch.where(cut, area_w if (self.correct_lam or self.cutmix_minmax is not None) else lam, lam)
         if host_rows(inputs, index, lam, cut, *box):  # CutMix rows: copy + box; Mixup rows: lerp with λ
-            x, anchor_map = _mix_rows(inputs, index, cut, lam.float(), box)
+            x, anchor_map = _mix_rows(inputs, index, cut, lam.float(), box, inplace)
         else:
             keep = ~box_mask(box, h, w)  # (k, 1, H, W)
             anchor_map = torch.where(cut.view(-1, 1, 1, 1), keep.float(), lam.float().view(-1, 1, 1, 1))
-            x = blend(inputs, index, anchor_map)
+            x = blend(inputs, index, anchor_map, inplace)
         weight = weight.float().expand(n) if weight.numel() == 1 else weight.float()
         mask = anchor_map.expand(n, 1, h, w) if self.cutmix_alpha > 0 else None
         batch = pair_batch(x, labels, num_classes, index, weight, mask=mask)
@@ -136,12 +140,12 @@ def _mirror(lam: Tensor, use_cut: Tensor, box: tuple[Tensor, ...], n: int) -> tu
     return (mirrored(lam, 1.0), mirrored(use_cut, False), tuple(mirrored(b, 0) for b in box))
 
 
-def _mix_rows(inputs: Tensor, index: Tensor, cut: Tensor, lam: Tensor,
-              box: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
+def _mix_rows(inputs: Tensor, index: Tensor, cut: Tensor, lam: Tensor, box: tuple[Tensor, ...],
+              inplace: bool = False) -> tuple[Tensor, Tensor]:
     """Host path of :meth:`TimmMix.mix_with` (CPU): per row a box paste or a lerp with the row's float32 λ
-    (cast like the mask path's anchor map), so no (N, 1, H, W) weight map is read. Returns the mixed batch and
-    the (k, 1, H, W) float32 anchor map, filled row by row (no full-size boolean box masks)."""
-    out = torch.empty_like(inputs)
+    (cast like the mask path's anchor map), so no (N, 1, H, W) weight map is read. Returns the mixed batch
+    (``inputs`` itself when ``inplace``) and the (k, 1, H, W) float32 anchor map, filled row by row (no
+    full-size boolean box masks)."""
     cuts, boxes = cut.reshape(-1).tolist(), host_boxes(box)
     anchor_map = torch.empty((len(cuts), 1) + tuple(inputs.shape[-2:]), device=inputs.device)
     for k, (is_cut, (y1, y2, x1, x2)) in enumerate(zip(cuts, boxes)):
@@ -149,10 +153,24 @@ def _mix_rows(inputs: Tensor, index: Tensor, cut: Tensor, lam: Tensor,
         if is_cut:
             anchor_map[k, :, y1:y2, x1:x2] = 0.0
     weight = lam.to(inputs.dtype)
+    row = lambda i: 0 if len(cuts) == 1 else i  # noqa: E731
+    if inplace:  # a CutMix row reads its partner's box only, a Mixup row the whole partner
+        def region(i: int) -> tuple:
+            y1, y2, x1, x2 = boxes[row(i)]
+            return (Ellipsis, slice(y1, y2), slice(x1, x2)) if cuts[row(i)] else (Ellipsis,)
+
+        def write(i: int, src: Tensor) -> None:
+            if cuts[row(i)]:
+                inputs[i][region(i)].copy_(src)
+            else:
+                torch.lerp(src, inputs[i], weight[row(i)], out=inputs[i])
+
+        if overwrite_rows(inputs, index, region, write):
+            return inputs, anchor_map
+    out = torch.empty_like(inputs)
     for i, j in enumerate(index.tolist()):
-        k = 0 if len(cuts) == 1 else i
-        if cuts[k]:
-            paste_row(out, inputs, i, j, boxes[k])
+        if cuts[row(i)]:
+            paste_row(out, inputs, i, j, boxes[row(i)])
         else:
-            torch.lerp(inputs[j], inputs[i], weight[k], out=out[i])
+            torch.lerp(inputs[j], inputs[i], weight[row(i)], out=out[i])
     return out, anchor_map

@@ -1,7 +1,8 @@
-"""The image classifier that owns the mixup training step (DESIGN §4–5, interface C).
+"""The image classifier that owns the mixup training step (``docs/architecture.md``, interface C).
 
 :class:`MixDataPreprocessor` moves the uint8 batch to the device, normalises it with the dataset's mean/std
-and optionally converts it to channels_last. :class:`MixClassifier` (an mmengine ``BaseModel``) then, in
+and optionally converts it to channels_last; in training it marks the result ``owned`` (a fresh tensor, made
+for this step), so that the policy may mix it in place. :class:`MixClassifier` (an mmengine ``BaseModel``) then, in
 ``mode="loss"``: asks the policy for a :class:`~mixbench.mixups.base.MixBatch` (computing only the model
 signals the policy declares in ``needs``), runs the forward inside ``policy.capture``, mixes features at
 ``batch.layer`` through a forward hook when the policy asks for it (ManifoldMix), lets the policy relabel,
@@ -36,13 +37,18 @@ class MixDataPreprocessor(BaseDataPreprocessor):
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), False)
         self.channels_last = channels_last
 
-    def forward(self, data: Mapping[str, Any], training: bool = False) -> dict[str, Tensor]:
+    def forward(self, data: Mapping[str, Any], training: bool = False) -> dict[str, Any]:
+        """``{"inputs", "labels"}``, plus ``owned: True`` in training: the normalisation always makes a new
+        tensor, which nothing but this step holds, so the policy may write the mixed batch into it."""
         data = self.cast_data(dict(data))
         x = data["inputs"]
         x = (x.float() - self.mean) / self.std
         if self.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
-        return {"inputs": x, "labels": data["labels"].long()}
+        out = {"inputs": x, "labels": data["labels"].long()}
+        if training:
+            out["owned"] = True
+        return out
 
 
 @MODELS.register_module("classifier")
@@ -91,9 +97,10 @@ class MixClassifier(BaseModel):
     def logits(self, feats: Tensor) -> Tensor:
         return self.head(feats, num_prefix_tokens=self.num_prefix_tokens)
 
-    def forward(self, inputs: Tensor, labels: Tensor | None = None, mode: str = "tensor") -> Any:
+    def forward(self, inputs: Tensor, labels: Tensor | None = None, mode: str = "tensor", owned: bool = False) -> Any:
+        """``owned``: ``inputs`` belongs to this call (see :class:`MixDataPreprocessor`); only ``loss`` uses it."""
         if mode == "loss":
-            return self.loss(inputs, labels)
+            return self.loss(inputs, labels, owned)
         feats = self.features(inputs)
         logits = self.logits(feats)
         if mode == "predict":
@@ -101,7 +108,8 @@ class MixClassifier(BaseModel):
             return [{"logits": logits.detach(), "labels": labels}]
         return logits
 
-    def loss(self, inputs: Tensor, labels: Tensor) -> dict[str, Tensor]:
+    def loss(self, inputs: Tensor, labels: Tensor, owned: bool = False) -> dict[str, Tensor]:
+        """Mixed-batch loss; ``owned=True`` lets the policy mix ``inputs`` in place (``MixContext.owned``)."""
         policy = self.policy
         signals = {}
         if policy.needs:
@@ -109,7 +117,8 @@ class MixClassifier(BaseModel):
 
             signals = build_signals(self, inputs, labels, policy.needs)
         ctx = MixContext(generator=self.generator(inputs.device), epoch=self.progress["epoch"],
-                         iter=self.progress["iter"], progress=self.progress["progress"], signals=signals, model=self)
+                         iter=self.progress["iter"], progress=self.progress["progress"], signals=signals, model=self,
+                         owned=owned)
         batch = policy(inputs, labels, self.num_classes, ctx)
         with policy.capture(self) as captured, self._mix_at_layer(batch):
             x = batch.mix_features(batch.inputs) if batch.layer == 0 else batch.inputs
