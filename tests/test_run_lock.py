@@ -64,6 +64,39 @@ def test_killed_holder_frees_the_lock(tmp_path: Path) -> None:
     lock.release()
 
 
+def test_lock_kept_by_the_children_of_an_ended_holder_says_so(tmp_path: Path) -> None:
+    r, w = os.pipe()
+    holder = os.fork()
+    if holder == 0:  # lock, fork a "data-loader worker" that inherits the lock, end
+        try:
+            RunLock(str(tmp_path / "run")).acquire()
+            worker = os.fork()
+            if worker == 0:
+                time.sleep(120)
+            else:
+                os.write(w, str(worker).encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    worker = int(os.read(r, 32))
+    os.waitpid(holder, 0)
+    try:
+        with pytest.raises(RunDirError, match=f"in use by pid {holder} .*, which has ended; its child processes"):
+            RunLock(str(tmp_path / "run")).acquire()
+    finally:
+        os.kill(worker, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    lock = RunLock(str(tmp_path / "run"))
+    while True:  # the lock goes with the last process that shares it
+        try:
+            lock.acquire()
+            lock.release()
+            break
+        except RunDirError:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+
+
 @pytest.mark.slow
 def test_second_train_on_a_running_run_dir_is_one_line_then_a_killed_holder_resumes(tmp_path: Path) -> None:
     args = ["configs/digits/vanilla.yaml", *TINY, "schedule.epochs=3", f"work_dir={tmp_path}"]

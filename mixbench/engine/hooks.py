@@ -123,8 +123,11 @@ class MetricsHook(Hook):
     def _write(self, row: dict, step: int) -> None:
         if not self.is_main:
             return
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(row, sort_keys=True) + "\n")
+        try:
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(row, sort_keys=True) + "\n")
+        except OSError as exc:  # a failed flush (full disk) does not say which file: the record's error should
+            raise OSError(exc.errno, exc.strerror, self.path) from None
         scalars = {f"{row['kind']}/{k}": v for k, v in row.items()
                    if k not in ("kind", "epoch", "iter") and isinstance(v, (int, float))}
         if self._tb is not None:

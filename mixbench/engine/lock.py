@@ -50,7 +50,7 @@ class RunLock:
             # no O_TRUNC: a refused process must leave the holder's description intact
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
-            raise RunDirError(f"run dir {self.run_dir}: cannot create {LOCK_NAME} ({exc.strerror})") from None
+            raise RunDirError(f"run dir {self.run_dir} cannot be written ({exc.strerror}: {self.path})") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
@@ -89,5 +89,19 @@ def describe(holder: dict) -> str:
     """``pid 123 on host (started ..., command: ...)``, or ``another process`` when nothing is known."""
     if not holder.get("pid"):
         return "another process"
-    return (f"pid {holder['pid']} on {holder.get('host', '?')} (started {holder.get('started', '?')}, "
+    text = (f"pid {holder['pid']} on {holder.get('host', '?')} (started {holder.get('started', '?')}, "
             f"command: {holder.get('command', '?')})")
+    if holder.get("host") == socket.gethostname() and not _alive(int(holder["pid"])):
+        # forked children (data-loader workers) share the lock and outlive a killed holder by a few seconds
+        text += ", which has ended; its child processes still hold the lock and exit within seconds"
+    return text
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True

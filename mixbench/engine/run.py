@@ -90,6 +90,14 @@ def init_wandb(cfg: Mapping[str, Any], run_dir: str, run_id: str) -> Any:
         return None
 
 
+def finish_wandb(wandb_run: Any) -> None:
+    try:
+        wandb_run.finish()
+    except Exception as exc:  # as in init_wandb: the sink's failure (a full disk...) must not hide the run's
+        print(f"warning: wandb could not finish this run: {type(exc).__name__}: "
+              f"{' '.join(str(exc).split())[:300]}", file=sys.stderr)
+
+
 def _decide(run_dir: str, force: bool) -> tuple[str, str | None, dict | None]:
     """('skip'|'resume'|'fresh', checkpoint, previous record) — decided on the main rank only."""
     rec_path = os.path.join(run_dir, "record.json")
@@ -136,16 +144,17 @@ def _on_main(info: dist.DistInfo, fn: Callable[[], None] | None) -> None:
         except RunDirError as exc:
             error = str(exc)
         except OSError as exc:
-            error = os_error_text(exc)
+            error = os_error_text(exc, None)
     error = dist.broadcast_object(error)
     if error:
         raise RunDirError(str(error))
 
 
-def os_error_text(exc: OSError) -> str:
-    """``cannot write <file> (<reason>)`` without the errno noise, for one-line messages."""
-    where = f" {exc.filename}" if exc.filename else ""
-    return f"cannot write{where} ({exc.strerror or exc})"
+def os_error_text(exc: OSError, path: str | None) -> str:
+    """``cannot write <file> (<reason>)`` without the errno noise, for one-line messages (``path``: the file
+    being written, for errors such as a failed flush that do not name it)."""
+    where = exc.filename or path
+    return f"cannot write{f' {where}' if where else ''} ({exc.strerror or exc})"
 
 
 def error_text(exc: BaseException) -> str:
@@ -165,11 +174,11 @@ def _prepare(run_dir: str, action: str, ckpt: str | None, cfg: Mapping[str, Any]
                 os.unlink(entry.path)
     else:
         truncate_metrics(os.path.join(run_dir, "metrics.jsonl"), checkpoint_epoch(ckpt))
+    path = os.path.join(run_dir, "config.yaml")
     try:
-        atomic_write_text(os.path.join(run_dir, "config.yaml"), yaml.safe_dump(dict(cfg), sort_keys=False))
+        atomic_write_text(path, yaml.safe_dump(dict(cfg), sort_keys=False))
     except OSError as exc:
-        exc.filename = exc.filename or os.path.join(run_dir, "config.yaml")
-        raise
+        raise RunDirError(os_error_text(exc, path)) from None
 
 
 def _train_locked(cfg: Mapping[str, Any], source: str, force: bool, run_dir: str, info: dist.DistInfo,
@@ -222,15 +231,14 @@ def _train_locked(cfg: Mapping[str, Any], source: str, force: bool, run_dir: str
             try:
                 write_record(rec_path, record)
             except OSError as exc:  # the result must still reach the user: say so in the one line
-                exc.filename = exc.filename or rec_path
-                note = f"record.json left unfinished: {os_error_text(exc)}"
+                note = f"record.json left unfinished: {os_error_text(exc, rec_path)}"
                 record["status"] = "failed"
                 record["error"] = f"{record['error']}; {note}" if record.get("error") else note
                 if isinstance(failure, ConfigError):
                     failure = type(failure)(f"{failure}; {note}")
     finally:
         if wandb_run is not None:
-            wandb_run.finish()
+            finish_wandb(wandb_run)
     if together and failure is not None:
         dist.barrier()  # torchrun ends the job at the first failed process: not before the record is written
     if isinstance(failure, ConfigError):
