@@ -12,3 +12,11 @@ class ConfigError(Exception):
 
     def __init__(self, message: str):
         super().__init__(" ".join(str(message).split()))
+
+
+class RunDirError(ConfigError):
+    """The run dir cannot be used: another process holds it, or it cannot be written (read-only, disk full).
+
+    Like any :class:`ConfigError` it is printed as one line with exit code 2: the user fixes it by waiting for
+    the other process, or by pointing ``work_dir`` at storage that can be written.
+    """

@@ -8,6 +8,7 @@ import pytest
 
 from mixbench.config import compose, config_hash, experiment_files, load_config, run_dir_of
 from mixbench.config.compose import DEFAULT_CONFIGS, GROUPS
+from mixbench.config.validate import semantic_view
 from mixbench.errors import ConfigError
 
 EXPERIMENTS = experiment_files()
@@ -63,6 +64,17 @@ def test_hash_ignores_logging_keys_but_not_training_keys() -> None:
     s1, _ = load_config(None, ["seed=1"])
     assert config_hash(s1) == config_hash(base) and run_dir_of(s1) != run_dir_of(base)
     assert run_dir_of(base) == run_dir_of(load_config(None)[0])  # no clock in the run dir
+
+
+def test_world_size_is_hashed_and_single_process_hashes_stay() -> None:
+    base, _ = load_config(None)
+    # d3b9037659: the default config's hash before world sizes were hashed (the run dir shown in the README)
+    assert config_hash(base) == config_hash(base, world_size=1) == "d3b9037659"
+    assert semantic_view(base, 1) == semantic_view(base)
+    assert semantic_view(base, 2) == {**semantic_view(base), "world_size": 2}
+    by_size = {n: config_hash(base, world_size=n) for n in (1, 2, 4, 8)}
+    assert len(set(by_size.values())) == 4  # per-process batch × world size: every global batch its own run
+    assert run_dir_of(base, 2).endswith(f"{by_size[2]}-s0") and run_dir_of(base, 2) != run_dir_of(base)
 
 
 BAD = [

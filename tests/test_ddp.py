@@ -8,17 +8,22 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
+from mixbench.config import config_hash, load_config, run_dir_of
 from mixbench.engine import dist
 from mixbench.results.record import read_record, validate_record
 from _spine import ROOT, TINY, TRAIN, env
 
 
+TORCHRUN_2 = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+
+
 @pytest.mark.slow
 def test_torchrun_two_processes_gloo(tmp_path: Path) -> None:
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", TRAIN,
-           "configs/digits/vanilla.yaml", *TINY, "schedule.epochs=1", f"work_dir={tmp_path}"]
-    proc = subprocess.run(cmd, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=400)
+    args = ["configs/digits/vanilla.yaml", *TINY, "schedule.epochs=1", f"work_dir={tmp_path}"]
+    proc = subprocess.run([*TORCHRUN_2, TRAIN, *args], cwd=ROOT, env=env(), capture_output=True, text=True,
+                          timeout=400)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (rec_path,) = glob.glob(str(tmp_path / "digits" / "*" / "record.json"))
     rec = read_record(rec_path)
@@ -26,6 +31,32 @@ def test_torchrun_two_processes_gloo(tmp_path: Path) -> None:
     assert rec["env"]["world_size"] == 2
     assert rec["metrics"]["top1"]["final"] > 0.0
     assert proc.stdout.count("finished") == 1  # only rank 0 prints the summary
+    # the 2-process run has a run dir of its own: the 1-process command would not find it "already finished"
+    cfg, _ = load_config(args[0], args[1:])
+    assert Path(rec_path).parent == Path(run_dir_of(cfg, world_size=2)) != Path(run_dir_of(cfg))
+    assert rec["config_hash"] == config_hash(cfg, world_size=2) != config_hash(cfg)
+
+
+@pytest.mark.slow
+def test_nan_on_one_rank_stops_every_rank(tmp_path: Path) -> None:
+    # only rank 1's loss is NaN (from its 3rd iteration); rank 0's loss and the averaged gradients stay finite
+    cmd = [*TORCHRUN_2, str(Path(__file__).with_name("_nan_on_rank1.py")), "configs/digits/vanilla.yaml", *TINY,
+           f"work_dir={tmp_path}"]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=400)
+    assert proc.returncode != 0
+    (rec_path,) = glob.glob(str(tmp_path / "digits" / "*" / "record.json"))
+    rec = read_record(rec_path)  # written by rank 0, which saw only finite losses itself
+    assert rec["status"] == "failed" and validate_record(rec) == [], rec.get("error")
+    assert rec["error"] == "NonFiniteLoss: loss is not finite on rank 1 at epoch 1, iteration 3"
+    assert "FAILED" in proc.stdout and "loss is not finite on rank 1" in proc.stdout
+
+
+def test_loss_check_without_a_process_group() -> None:
+    from mixbench.engine.hooks import loss_check
+
+    assert loss_check(torch.tensor(0.25)) == (0.25, None)
+    value, rank = loss_check(torch.tensor(float("inf")))
+    assert value == float("inf") and rank == 0
 
 
 def test_detect_torchrun_env() -> None:

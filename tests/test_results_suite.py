@@ -1,6 +1,7 @@
 """Benchmark suites: loading, running what is missing, resume after a kill, report with references."""
 
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -171,3 +172,54 @@ def test_report_without_records_warns_and_writes_nothing(tmp_path, capsys):
     printed = capsys.readouterr()
     assert printed.out == "" and "warning: no run records of suite t under" in printed.err
     assert not (tmp_path / "out").exists()
+
+
+def _descendants(pid: int) -> list[int]:
+    """Live (non-zombie) processes below ``pid``, from /proc."""
+    out = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            kids = [int(k) for k in (task / "children").read_text().split()]
+        except OSError:
+            continue
+        for kid in kids:
+            out += [kid, *_descendants(kid)]
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")  # an orphan's zombie waits for a reaper that a container may not have
+
+
+# The trainer behind a shell (sh -> trainer): ending the child's process group ends the grandchild too.
+SH_FAKE = ["sh", "-c", '"$@" & wait', "sh", *FAKE]
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads the process tree from /proc")
+@pytest.mark.parametrize("sig, train_cmd", [(signal.SIGTERM, SH_FAKE), (signal.SIGHUP, SH_FAKE),
+                                            (signal.SIGINT, SH_FAKE), (signal.SIGKILL, FAKE)],
+                         ids=["SIGTERM", "SIGHUP", "SIGINT", "SIGKILL"])
+def test_killed_suite_runner_ends_its_training_processes(tmp_path, fake_env, monkeypatch, sig, train_cmd):
+    monkeypatch.setenv("FAKE_EPOCH_S", "30")  # the first run is still training when the runner is killed
+    path = _suite(tmp_path, seeds=[0])
+    proc = subprocess.Popen([sys.executable, "-m", "mixbench.cli.bench", "run", str(path),
+                             "--train-cmd", shlex.join(train_cmd)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not (fake_env.exists() and _descendants(proc.pid)):  # the trainer has started and logged its call
+        assert proc.poll() is None and time.monotonic() < deadline, "the trainer never started"
+        time.sleep(0.05)
+    trainers = _descendants(proc.pid)
+    assert len(trainers) == (2 if train_cmd is SH_FAKE else 1)
+    proc.send_signal(sig)
+    assert proc.wait(timeout=60) != 0
+    deadline = time.monotonic() + 30
+    while any(map(_alive, trainers)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(map(_alive, trainers)), "a training process outlived the suite runner"
+    assert [state for _, state in _calls(fake_env)] == ["new"]
+    assert status_table(load_suite(path))["status"].tolist() == ["running", "missing"]  # resumable, no twin

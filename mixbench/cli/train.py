@@ -74,7 +74,9 @@ def main(argv: Sequence[str]) -> int:
     if args.cfg:
         cfg, _ = load_config(args.config, args.overrides)
         print(yaml.safe_dump(cfg, sort_keys=False), end="")
-        print(f"# run dir: {run_dir_of(cfg)}")
+        from mixbench.engine.dist import detect
+
+        print(f"# run dir: {run_dir_of(cfg, detect(cfg['runtime']['launcher']).world_size)}")
         return 0
     if args.multirun:
         from mixbench.cli.sweep import multirun

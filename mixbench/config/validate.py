@@ -130,8 +130,14 @@ def validate(raw: Mapping[str, Any], source: ConfigSource) -> dict:
 UNSET_IS_ABSENT = ("data.resize", "data.randaugment")
 
 
-def semantic_view(cfg: Mapping[str, Any]) -> dict:
-    """The config without the keys that do not change what a run computes (see ``NON_SEMANTIC_KEYS``)."""
+def semantic_view(cfg: Mapping[str, Any], world_size: int = 1) -> dict:
+    """The config without the keys that do not change what a run computes (see ``NON_SEMANTIC_KEYS``), plus
+    the number of processes of a multi-process run.
+
+    ``data.batch_size`` is per process, so the world size sets the global batch (and the per-process batch
+    norm statistics and data shards): it changes the result and is hashed as ``world_size``. It is added
+    only when it is above 1, which keeps the hash of every single-process run as it was.
+    """
     out = copy.deepcopy(dict(cfg))
     for dotted in NON_SEMANTIC_KEYS:
         *parents, leaf = dotted.split(".")
@@ -147,15 +153,19 @@ def semantic_view(cfg: Mapping[str, Any]) -> dict:
             node = node.get(p, {})
         if node.get(leaf, 0) is None:
             node.pop(leaf)
+    if world_size > 1:
+        out["world_size"] = world_size
     return out
 
 
-def config_hash(cfg: Mapping[str, Any], length: int = 10) -> str:
-    """Stable short hash of the semantic config: same config → same run dir on every machine and rank."""
-    text = json.dumps(semantic_view(cfg), sort_keys=True, separators=(",", ":"), default=str)
+def config_hash(cfg: Mapping[str, Any], length: int = 10, *, world_size: int = 1) -> str:
+    """Stable short hash of the semantic config and world size: same run → same run dir on every machine and
+    rank; the same config run on a different number of processes gets its own."""
+    text = json.dumps(semantic_view(cfg, world_size), sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
-def run_dir_of(cfg: Mapping[str, Any]) -> str:
-    """``<work_dir>/<experiment>/<config_hash>-s<seed>`` — never depends on the clock."""
-    return os.path.join(cfg["work_dir"], cfg["experiment"], f"{config_hash(cfg)}-s{cfg['seed']}")
+def run_dir_of(cfg: Mapping[str, Any], world_size: int = 1) -> str:
+    """``<work_dir>/<experiment>/<config_hash>-s<seed>`` of a run on ``world_size`` processes (no clock)."""
+    h = config_hash(cfg, world_size=world_size)
+    return os.path.join(cfg["work_dir"], cfg["experiment"], f"{h}-s{cfg['seed']}")

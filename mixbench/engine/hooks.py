@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 import torch
+import torch.distributed as tdist
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
@@ -35,6 +36,27 @@ def epoch_seed(seed: int, epoch: int, rank: int, stream: int) -> int:
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+class NonFiniteLoss(FloatingPointError):
+    """A non-finite loss on some rank; raised on every rank in the same iteration (see :func:`loss_check`)."""
+
+
+def loss_check(loss: torch.Tensor) -> tuple[float, int | None]:
+    """This rank's loss and the highest rank whose loss is not finite (None when every rank's is).
+
+    In a multi-process run the flags of all ranks meet in one ``all_reduce``, so that a NaN on one rank stops
+    every rank in the same iteration; the loss and the reduced flag come back in one host transfer, the one
+    the loss read already cost.
+    """
+    loss = loss.float().reshape(())
+    if not (tdist.is_available() and tdist.is_initialized()):
+        value = float(loss)
+        return value, (None if math.isfinite(value) else 0)
+    flag = torch.where(torch.isfinite(loss), 0.0, float(tdist.get_rank() + 1))
+    tdist.all_reduce(flag, op=tdist.ReduceOp.MAX)
+    value, worst = torch.stack([loss, flag]).tolist()
+    return value, (int(worst) - 1 if worst else None)
 
 
 @HOOKS.register_module("epoch_seed")
@@ -101,8 +123,11 @@ class MetricsHook(Hook):
     def _write(self, row: dict, step: int) -> None:
         if not self.is_main:
             return
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(row, sort_keys=True) + "\n")
+        try:
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(row, sort_keys=True) + "\n")
+        except OSError as exc:  # a failed flush (full disk) does not say which file: the record's error should
+            raise OSError(exc.errno, exc.strerror, self.path) from None
         scalars = {f"{row['kind']}/{k}": v for k, v in row.items()
                    if k not in ("kind", "epoch", "iter") and isinstance(v, (int, float))}
         if self._tb is not None:
@@ -143,9 +168,14 @@ class MetricsHook(Hook):
     def after_train_iter(self, runner: Any, batch_idx: int, data_batch: Any = None, outputs: Any = None) -> None:
         labels = data_batch["labels"] if isinstance(data_batch, dict) else None
         self._images += (int(labels.shape[0]) if labels is not None else 0) * self.world_size
-        loss = float(outputs["loss"].detach()) if outputs and "loss" in outputs else float("nan")
-        if not math.isfinite(loss):
-            raise FloatingPointError(f"loss is {loss} at epoch {runner.epoch + 1}, iteration {runner.iter + 1}")
+        device = unwrap(runner.model).data_preprocessor.device
+        loss = outputs["loss"].detach() if outputs and "loss" in outputs else torch.tensor(math.nan, device=device)
+        value, bad_rank = loss_check(loss)
+        where = f"at epoch {runner.epoch + 1}, iteration {runner.iter + 1}"
+        if not math.isfinite(value):
+            raise NonFiniteLoss(f"loss is {value} {where}")
+        if bad_rank is not None:  # stop with the rank that saw it, so that no rank waits for the others
+            raise NonFiniteLoss(f"loss is not finite on rank {bad_rank} {where}")
         last = batch_idx + 1 == len(runner.train_loop.dataloader)
         if (runner.iter + 1) % self.log_interval == 0 or last:
             row = {"kind": "train", "epoch": runner.epoch + 1, "iter": runner.iter + 1,

@@ -243,24 +243,51 @@ def check_configs(suite: Suite, todo: list[tuple[SuiteRun, int]]) -> None:
 
 
 def run_local(cmd: Sequence[str], log_path: Path) -> int:
-    """Run one training command, output to ``log_path``; the child dies with us (SIGINT/SIGTERM)."""
+    """Run one training command, output to ``log_path``; the child and its own children die with us.
+
+    The child leads a process group of its own, so that ending it reaches everything it started (torchrun's
+    workers, data-loader workers): any exception here (SIGINT, or SIGTERM/SIGHUP turned into SystemExit by
+    :func:`run_suite`) ends the group. On Linux the child also gets SIGTERM when this process dies by a
+    signal it cannot catch (SIGKILL). Otherwise a rerun would start the same run beside the orphan.
+    """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as logf:
         logf.write(f"\n$ {shlex.join(cmd)}\n".encode())
         logf.flush()
-        proc = subprocess.Popen(list(cmd), stdout=logf, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(list(cmd), stdout=logf, stderr=subprocess.STDOUT, start_new_session=True,
+                                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
         try:
             return proc.wait()
         except BaseException:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            _end_group(proc)
             raise
 
 
-def _raise_on_sigterm(signum, frame):  # turn SIGTERM into an exception so the child is terminated too
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: ask the kernel for SIGTERM when the suite runner dies."""
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _end_group(proc: subprocess.Popen, grace_s: float = 30.0) -> None:
+    """SIGTERM to the child's process group, SIGKILL to what is left after ``grace_s`` seconds."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:  # the whole group has already gone
+            return
+        try:
+            proc.wait(timeout=grace_s)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _raise_on_signal(signum, frame):  # SIGTERM/SIGHUP become an exception, so that run_local ends the child
     raise SystemExit(128 + signum)
 
 
@@ -299,7 +326,9 @@ def run_suite(suite: Suite, *, launcher: str = "local", train_cmd: Sequence[str]
         return _run_submitit(suite, cmds, echo)
     if launcher != "local":
         raise ConfigError(f"--launcher: unknown '{launcher}'; valid: local, submitit")
-    old = signal.signal(signal.SIGTERM, _raise_on_sigterm)
+    # (a signal ignored on purpose, as under nohup, stays ignored)
+    old = {sig: signal.signal(sig, _raise_on_signal) for sig in (signal.SIGTERM, signal.SIGHUP)
+           if signal.getsignal(sig) is not signal.SIG_IGN}
     failures = 0
     try:
         for i, (run, seed, cmd) in enumerate(cmds, 1):
@@ -311,7 +340,8 @@ def run_suite(suite: Suite, *, launcher: str = "local", train_cmd: Sequence[str]
             failures += rc != 0
             echo(f"[{i}/{len(cmds)}] {run.label} seed {seed}: {state} in {took:.0f}s")
     finally:
-        signal.signal(signal.SIGTERM, old)
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
     return failures
 
 
