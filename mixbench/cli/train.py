@@ -11,13 +11,12 @@
 from __future__ import annotations
 
 import argparse
-import functools
 import sys
 from typing import Any, Sequence
 
 import yaml
 
-from mixbench.config import load_config, run_dir_of
+from mixbench.config import check_data, load_config, run_dir_of
 from mixbench.errors import ConfigError
 
 
@@ -58,13 +57,14 @@ def format_summary(result: Any) -> str:
 
 
 def run_one(config: str | None, overrides: Sequence[str], force: bool) -> int:
+    from mixbench.engine.dist import detect
     from mixbench.engine.run import train
 
     cfg, source = load_config(config, overrides)
+    info = detect(cfg["runtime"]["launcher"])
+    check_data(cfg, source, world_size=info.world_size)
     result = train(cfg, str(source.experiment_file), force=force)
-    from mixbench.engine.dist import detect
-
-    if detect(cfg["runtime"]["launcher"]).is_main:
+    if info.is_main:
         print(format_summary(result), flush=True)
     return 0 if result.status in ("finished", "skipped") else 1
 

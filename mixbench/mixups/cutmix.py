@@ -13,9 +13,25 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from mixbench.mixups._ops import (SampledPolicy, blend, box_area_fraction, box_from_lam, box_mask, host_rows,
-                                  paste_rows, per_sample, rand_box_minmax, rand_center)
-from mixbench.mixups.base import MixBatch, MixContext, pair_batch, sample_beta
+from mixbench.mixups._ops import (
+    SampledPolicy,
+    blend,
+    box_area_fraction,
+    box_from_lam,
+    box_mask,
+    host_rows,
+    paste_rows,
+    per_sample,
+    rand_box_minmax,
+    rand_center,
+)
+from mixbench.mixups.base import (
+    MixBatch,
+    MixContext,
+    non_negative,
+    pair_batch,
+    sample_beta,
+)
 from mixbench.registry import MIXUPS
 
 Box = tuple[Tensor, Tensor, Tensor, Tensor]
@@ -49,7 +65,8 @@ class CutMix(SampledPolicy):
     The label weight of the anchor is the realised (border-clipped) anchor area, as in every reference.
 
     Args:
-        alpha: Beta(α, α) parameter (official 1.0; OpenMixup CIFAR-100 uses 0.2).
+        alpha: Beta(α, α) parameter (official 1.0; OpenMixup CIFAR-100 uses 0.2); 0 disables mixing, < 0 is an
+            error.
         prob: probability of mixing a batch (official CIFAR recipe: 0.5).
         partner: ``perm`` (official, OpenMixup, mmpretrain), ``flip`` (timm) or ``roll`` (torchvision v2).
         cutmix_minmax: ``[min, max]`` box side ratios (timm/mmpretrain "min-max CutMix"): box sides drawn
@@ -63,7 +80,7 @@ class CutMix(SampledPolicy):
     def __init__(self, alpha: float = 1.0, prob: float = 1.0, partner: str = "perm",
                  cutmix_minmax: Sequence[float] | None = None, correct_lam: bool = True, rounding: str = "clovaai",
                  per_sample: bool = False):
-        super().__init__(alpha=alpha, prob=prob, partner=partner, check_alpha=False)
+        super().__init__(alpha=non_negative("alpha", alpha), prob=prob, partner=partner, check_alpha=False)
         if rounding not in ("clovaai", "timm"):
             raise ValueError(f"rounding: expected 'clovaai' or 'timm', got {rounding!r}")
         if cutmix_minmax is not None:

@@ -11,7 +11,13 @@ import torch
 from torch import Tensor
 
 from mixbench.mixups._ops import SampledPolicy, blend, per_sample
-from mixbench.mixups.base import MixBatch, MixContext, pair_batch, sample_beta
+from mixbench.mixups.base import (
+    MixBatch,
+    MixContext,
+    non_negative,
+    pair_batch,
+    sample_beta,
+)
 from mixbench.registry import MIXUPS
 
 
@@ -36,7 +42,7 @@ class Mixup(SampledPolicy):
     """Mixup (Zhang et al., ICLR 2018): λ ~ Beta(α, α) once per batch, x̃ = λx + (1−λ)x_π.
 
     Args:
-        alpha: Beta(α, α) parameter; α ≤ 0 disables mixing (λ = 1) like the official code.
+        alpha: Beta(α, α) parameter; α = 0 disables mixing (λ = 1) like the official code; α < 0 is an error.
             Default 1.0 (official CIFAR value and OpenMixup's CIFAR-100 setting).
         prob: probability of mixing a batch.
         partner: ``perm`` (official, OpenMixup, mmpretrain), ``flip`` (timm) or ``roll`` (torchvision v2).
@@ -45,11 +51,11 @@ class Mixup(SampledPolicy):
     """
 
     def __init__(self, alpha: float = 1.0, prob: float = 1.0, partner: str = "perm", per_sample: bool = False):
-        super().__init__(alpha=alpha, prob=prob, partner=partner, check_alpha=False)
+        super().__init__(alpha=non_negative("alpha", alpha), prob=prob, partner=partner, check_alpha=False)
         self.per_sample = bool(per_sample)
 
     def sample_lam(self, n: int, ctx: MixContext, device: torch.device) -> Tensor:
-        if self.alpha <= 0:
+        if self.alpha == 0:
             return torch.ones(n, device=device)
         if self.per_sample:
             return sample_beta(self.alpha, n, ctx.generator, device)
