@@ -22,7 +22,7 @@ from _spine import ROOT, env
 from mixbench.cli import main as cli_main
 from mixbench.config import check_data, load_config
 from mixbench.config.compose import GROUPS, DEFAULT_CONFIGS
-from mixbench.config.schema import OPTION_RANGES, RANGES, Range
+from mixbench.config.schema import OPTION_RANGES, RANGES, UNIT, Range, option_range
 from mixbench.config.validate import check_paths, check_ranges
 from mixbench.datasets.base import TensorImageDataset, split_size
 from mixbench.datasets.loaders import build_loader
@@ -226,6 +226,22 @@ def test_component_option_ranges(base, option: str) -> None:
             check_ranges(_set(cfg, group, {**cfg[group], option: good}), source)
 
 
+def test_every_prob_option_is_a_probability(base) -> None:
+    cfg, source = base
+    assert option_range("switch_prob") == option_range("input_prob") == UNIT and option_range("alpha") is None
+    with pytest.raises(ConfigError, match=r"^mixup.input_prob=1.5: expected a value in \[0, 1\]"):
+        check_ranges(_set(cfg, "mixup", {**cfg["mixup"], "input_prob": 1.5}), source)
+
+
+@pytest.mark.parametrize("loss,option,bad", [("decoupled", "eta", -0.1), ("decoupled", "thr", 1.5),
+                                             ("decoupled", "lam_idx", -1.0), ("rankmixup", "alpha", -0.1),
+                                             ("rankmixup", "margin", -1.0), ("bce", "two_hot_scale", 0.0),
+                                             ("bce", "target_threshold", 2.0)])
+def test_loss_options_are_checked_before_the_data(loss: str, option: str, bad: float) -> None:
+    with pytest.raises(ConfigError, match=f"^loss.{option}"):
+        load_config(DIGITS, [f"loss={loss if loss != 'rankmixup' else 'rankmixup_mrl'}", f"++loss.{option}={bad}"])
+
+
 def test_min_lr_above_lr_is_refused(base) -> None:
     cfg, source = base
     with pytest.raises(ConfigError, match="schedule.min_lr"):
@@ -251,7 +267,7 @@ def test_experiment_is_one_path_component(base, name: str, ok: bool) -> None:
 @pytest.mark.parametrize("name,option", [("mixup", "alpha"), ("cutmix", "alpha"), ("timm_mix", "mixup_alpha"),
                                          ("timm_mix", "cutmix_alpha")])
 def test_negative_alpha_is_an_error(name: str, option: str) -> None:
-    with pytest.raises(ConfigError, match=f"^mixup.{option}: expected a value ≥ 0"):
+    with pytest.raises(ConfigError, match=f"^mixup.{option}: expected a value ≥ 0, got -1"):
         build(MIXUPS, {"type": name, option: -1.0, **({"mixup_alpha": 1.0} if option == "cutmix_alpha" else {})},
               "mixup")
     with pytest.raises(ValueError):

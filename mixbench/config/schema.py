@@ -118,16 +118,23 @@ RANGES: dict[str, Range] = {
     "eval.median_last_k": COUNT,
 }
 
-# Options of any component (mixup, loss, backbone, head) whose name fixes their meaning.
+# Options of any component (mixup, loss, backbone, head) whose name fixes their meaning; every ``*_prob``
+# option is a probability too (``switch_prob``, ``input_prob``...). Other options are checked by the
+# component itself when it is built.
 OPTION_RANGES: dict[str, Range] = {
     "prob": UNIT,
-    "switch_prob": UNIT,
     "dropout": UNIT_OPEN_TOP,
     "drop_rate": UNIT_OPEN_TOP,
     "drop_path_rate": UNIT_OPEN_TOP,
     "attn_drop_rate": UNIT_OPEN_TOP,
     "label_smoothing": UNIT_OPEN_TOP,
+    "smoothing": UNIT_OPEN_TOP,
 }
+
+
+def option_range(name: str) -> Range | None:
+    """The range of a component option named ``name``, if its name fixes one."""
+    return OPTION_RANGES.get(name, UNIT if name.endswith("_prob") else None)
 
 
 @dataclass

@@ -19,14 +19,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
 from mixbench.config.compose import ConfigSource
-from mixbench.config.schema import (
-    CHOICES,
-    NON_SEMANTIC_KEYS,
-    OPTION_RANGES,
-    RANGES,
-    Range,
-    TrainCfg,
-)
+from mixbench.config.schema import CHOICES, NON_SEMANTIC_KEYS, RANGES, Range, TrainCfg, option_range
 from mixbench.datasets.base import split_size
 from mixbench.errors import ConfigError
 from mixbench.registry import (
@@ -120,9 +113,10 @@ def check_ranges(cfg: Mapping[str, Any], source: ConfigSource) -> None:
                         ("mixup", cfg["mixup"]), ("loss", cfg["loss"])):
         for option, value in (node.items() if isinstance(node, Mapping) else ()):
             # a value of the wrong type is reported by the component's signature check instead
-            if option in OPTION_RANGES and isinstance(value, (int, float)) and not isinstance(value, bool):
+            allowed = option_range(option)
+            if allowed is not None and isinstance(value, (int, float)) and not isinstance(value, bool):
                 key = f"{group}.{option}"
-                check_range(key, value, OPTION_RANGES[option], source.file_for(key))
+                check_range(key, value, allowed, source.file_for(key))
 
 
 def check_paths(cfg: Mapping[str, Any], source: ConfigSource) -> None:
@@ -153,10 +147,12 @@ def check_components(cfg: Mapping[str, Any], source: ConfigSource) -> None:
                 check_options(obj, {key: value}, where, source.file_for(f"{where}.{key}"))
     # Option values are checked by the components themselves; the policy is cheap to build, so a bad value
     # fails here, before a run dir exists (the model and loss are checked the same way when they are built).
-    try:
-        build(MIXUPS, cfg["mixup"], "mixup")
-    except ConfigError as exc:
-        raise ConfigError(f"{exc} (in {source.file_for(str(exc).split(':', 1)[0])})") from None
+    # The loss, too: the class count is known only once the data is read, and no option check depends on it.
+    for group, registry, extra in (("mixup", MIXUPS, {}), ("loss", LOSSES, {"num_classes": 2})):
+        try:
+            build(registry, cfg[group], group, **extra)
+        except ConfigError as exc:
+            raise ConfigError(f"{exc} (in {source.file_for(str(exc).split(':', 1)[0])})") from None
     lookup(MODELS, cfg["model"]["type"], f"model.type (in {source.file_for('model.type')})")
     data = cfg["data"]
     ds = lookup(DATASETS, data["type"], f"data.type (in {source.file_for('data.type')})")

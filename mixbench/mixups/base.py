@@ -117,10 +117,10 @@ def positive(name: str, value: float) -> float:
 
 
 def non_negative(name: str, value: float) -> float:
-    """``value`` as a float if it is ≥ 0 (an α where 0 turns the policy off, as in timm), else a
+    """``value`` as a float if it is ≥ 0 (a weight, or an α where 0 turns the policy off as in timm), else a
     ``ValueError`` naming the option: a negative α is a mistake, not another way to say "off"."""
     if not float(value) >= 0:
-        raise ValueError(f"{name}: expected a value ≥ 0 (0 turns mixing off), got {value}")
+        raise ValueError(f"{name}: expected a value ≥ 0, got {value}")
     return float(value)
 
 
