@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-
 from _spine import ROOT, env
+
 from mixbench.cli import main as cli_main
 from mixbench.config import check_data, load_config
-from mixbench.config.compose import GROUPS, DEFAULT_CONFIGS
+from mixbench.config.compose import DEFAULT_CONFIGS, GROUPS
 from mixbench.config.schema import OPTION_RANGES, RANGES, UNIT, Range, option_range
 from mixbench.config.validate import check_paths, check_ranges
 from mixbench.datasets.base import TensorImageDataset, split_size

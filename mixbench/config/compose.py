@@ -196,13 +196,13 @@ def split_overrides(argv: Iterable[str]) -> tuple[list[str], list[str]]:
 
 def compose(config: str | Path | None, overrides: Sequence[str] = ()) -> tuple[dict, ConfigSource]:
     """Compose ``config`` with ``overrides`` into a plain dict (interpolations resolved, not yet validated)."""
-
     path = config if isinstance(config, Path) else resolve_config_path(config)
     root = find_configs_root(path)
     try:
         name = str(path.relative_to(root).with_suffix(""))
     except ValueError:
-        raise ConfigError(f"config: '{path}' is not inside a configs directory with groups {', '.join(GROUPS)}") from None
+        raise ConfigError(f"config: '{path}' is not inside a configs directory with groups "
+                          f"{', '.join(GROUPS)}") from None
     source = ConfigSource(experiment_file=path, configs_root=root, config_name=name, overrides=list(overrides))
     overrides = list(overrides)
     for _ in range(len(overrides) + 1):

@@ -19,7 +19,14 @@ from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
 from mixbench.config.compose import ConfigSource
-from mixbench.config.schema import CHOICES, NON_SEMANTIC_KEYS, RANGES, Range, TrainCfg, option_range
+from mixbench.config.schema import (
+    CHOICES,
+    NON_SEMANTIC_KEYS,
+    RANGES,
+    Range,
+    TrainCfg,
+    option_range,
+)
 from mixbench.datasets.base import split_size
 from mixbench.errors import ConfigError
 from mixbench.registry import (
@@ -145,9 +152,9 @@ def check_components(cfg: Mapping[str, Any], source: ConfigSource) -> None:
         for key, value in node.items():
             if key != "type":
                 check_options(obj, {key: value}, where, source.file_for(f"{where}.{key}"))
-    # Option values are checked by the components themselves; the policy is cheap to build, so a bad value
-    # fails here, before a run dir exists (the model and loss are checked the same way when they are built).
-    # The loss, too: the class count is known only once the data is read, and no option check depends on it.
+    # Option values are checked by the components themselves; the policy and the loss are cheap to build, so a
+    # bad value fails here, before a run dir exists (the model's options are checked when it is built). The
+    # loss gets a stand-in class count: the real one is known only once the data is read, and no check uses it.
     for group, registry, extra in (("mixup", MIXUPS, {}), ("loss", LOSSES, {"num_classes": 2})):
         try:
             build(registry, cfg[group], group, **extra)

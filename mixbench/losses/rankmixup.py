@@ -15,7 +15,6 @@ mixed-label CE. Per-row losses are returned so that their plain mean over all NÂ
 
 from __future__ import annotations
 
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
