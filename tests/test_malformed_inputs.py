@@ -369,3 +369,14 @@ def test_multirun_cfg_prints_every_job(capsys: pytest.CaptureFixture) -> None:
     dirs = [line.split(": ", 1)[1] for line in out.splitlines() if line.startswith("# run dir: ")]
     assert len(set(dirs)) == 4
     assert yaml.safe_load(docs[2].split("\n", 1)[1])["mixup"]["type"] == "cutmix"
+
+
+def test_a_run_with_no_full_batch_is_never_recorded(tmp_path: Path) -> None:
+    """Past the checks (a caller of ``engine.run.train`` that skipped :func:`check_data`), the loader refuses."""
+    from mixbench.engine.run import train
+
+    cfg, _ = load_config(DIGITS, [f"work_dir={tmp_path}", "schedule.epochs=1", "runtime.wandb=off",
+                                  "runtime.tensorboard=false", "+data.params.train_size=10"])
+    with pytest.raises(ConfigError, match="data.batch_size=64"):
+        train(cfg)
+    assert not list(tmp_path.rglob("record.json"))
