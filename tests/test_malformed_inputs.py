@@ -361,7 +361,8 @@ def test_test_accepts_a_run_dirs_config_yaml(tmp_path: Path, capsys: pytest.Capt
 
 
 def test_multirun_cfg_prints_every_job(capsys: pytest.CaptureFixture) -> None:
-    assert cli_main.main(["train", "-m", DIGITS, "mixup=none,cutmix", "seed=0,1", "--cfg"]) == 0
+    assert cli_main.main(["train", "-m", DIGITS, "mixup=none,cutmix", "seed=0,1", "hydra/launcher=joblib",
+                          "--cfg"]) == 0
     out = capsys.readouterr().out
     docs = [d for d in out.split("# job ")[1:]]
     assert [d.splitlines()[0] for d in docs] == ["0: mixup=none seed=0", "1: mixup=none seed=1",
@@ -369,6 +370,8 @@ def test_multirun_cfg_prints_every_job(capsys: pytest.CaptureFixture) -> None:
     dirs = [line.split(": ", 1)[1] for line in out.splitlines() if line.startswith("# run dir: ")]
     assert len(set(dirs)) == 4
     assert yaml.safe_load(docs[2].split("\n", 1)[1])["mixup"]["type"] == "cutmix"
+    assert cli_main.main(["train", DIGITS, "hydra/launcher=joblib", "--cfg"]) == 2
+    assert "add -m" in capsys.readouterr().err
 
 
 def test_a_run_with_no_full_batch_is_never_recorded(tmp_path: Path) -> None:

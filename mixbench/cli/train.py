@@ -74,7 +74,9 @@ def print_configs(config: str | None, overrides: Sequence[str], multirun: bool) 
     from mixbench.cli.sweep import expand
     from mixbench.config.compose import split_overrides
 
-    run_overrides, _ = split_overrides(overrides)  # Hydra's launcher settings do not change a job's config
+    run_overrides, hydra_overrides = split_overrides(overrides)  # launcher settings do not change a job's config
+    if hydra_overrides and not multirun:
+        raise ConfigError(f"{hydra_overrides[0]}: Hydra settings only apply to sweeps; add -m")
     jobs = expand(run_overrides) if multirun else [list(run_overrides)]
     for i, job in enumerate(jobs):
         cfg, _ = load_config(config, job)
