@@ -1,8 +1,9 @@
 """``mixbench test CONFIG --checkpoint PATH [key=value ...] [--out FILE]`` — evaluate a checkpoint.
 
-Builds the model of CONFIG (with the same overrides as the training run, or the run dir's own ``config.yaml``), loads the weights of PATH (a
-mixbench checkpoint or a plain state dict), evaluates on the validation split and prints the metrics; they
-are also written as JSON to ``--out`` (default: ``test_metrics.json`` next to the checkpoint).
+Builds the model of CONFIG (with the same overrides as the training run; CONFIG may also be the run dir's own
+``config.yaml``), loads the weights of PATH (a mixbench checkpoint or a plain state dict), evaluates on the
+validation split and prints the metrics; they are also written as JSON to ``--out`` (default:
+``test_metrics.json`` next to the checkpoint).
 """
 
 from __future__ import annotations

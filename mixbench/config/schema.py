@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
+from mixbench.errors import ConfigError
+
 # Keys whose value only changes how a run is logged or stored, never what it computes: they are left out
 # of the config hash so that turning wandb off does not start a new run.
 NON_SEMANTIC_KEYS = (
@@ -65,6 +67,13 @@ class Range:
         if self.lo is not None and (value <= self.lo if self.lo_open else value < self.lo):
             return False
         return not (self.hi is not None and (value >= self.hi if self.hi_open else value > self.hi))
+
+    def check(self, key: str, value: Any, where: str) -> None:
+        """Raise a one-line :class:`ConfigError` naming ``key`` and ``where`` (the file or the command line
+        that set it) unless ``value``, or each element of a list, is a number in this range."""
+        for v in value if isinstance(value, (list, tuple)) else [value]:
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or v not in self:
+                raise ConfigError(f"{key}={value!r}: expected {self} (in {where})")
 
     def __str__(self) -> str:
         lo, hi = _number(self.lo), _number(self.hi)

@@ -23,7 +23,6 @@ from mixbench.config.schema import (
     CHOICES,
     NON_SEMANTIC_KEYS,
     RANGES,
-    Range,
     TrainCfg,
     option_range,
 )
@@ -99,19 +98,12 @@ def check_choices(cfg: Mapping[str, Any], source: ConfigSource) -> None:
             raise ConfigError(f"{key}={value!r}: not a valid choice (in {source.file_for(key)}); {hint}")
 
 
-def check_range(key: str, value: Any, allowed: Range, where: str) -> None:
-    """Raise a one-line :class:`ConfigError` unless ``value`` (each element of a list) is in ``allowed``."""
-    for v in value if isinstance(value, (list, tuple)) else [value]:
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or v not in allowed:
-            raise ConfigError(f"{key}={value!r}: expected {allowed} (in {where})")
-
-
 def check_ranges(cfg: Mapping[str, Any], source: ConfigSource) -> None:
     """Every numeric key of the schema, and the conventional options of the components, within its range."""
     for key, allowed in RANGES.items():
         value = _get(cfg, key)
         if value is not None:
-            check_range(key, value, allowed, source.file_for(key))
+            allowed.check(key, value, source.file_for(key))
     s = cfg["schedule"]
     if s["min_lr"] > s["lr"]:
         raise ConfigError(f"schedule.min_lr={s['min_lr']!r}: expected ≤ schedule.lr={s['lr']!r} "
@@ -123,7 +115,7 @@ def check_ranges(cfg: Mapping[str, Any], source: ConfigSource) -> None:
             allowed = option_range(option)
             if allowed is not None and isinstance(value, (int, float)) and not isinstance(value, bool):
                 key = f"{group}.{option}"
-                check_range(key, value, allowed, source.file_for(key))
+                allowed.check(key, value, source.file_for(key))
 
 
 def check_paths(cfg: Mapping[str, Any], source: ConfigSource) -> None:

@@ -47,7 +47,6 @@ import pandas as pd
 import yaml
 
 from mixbench.config.schema import RANGES
-from mixbench.config.validate import check_range
 from mixbench.errors import ConfigError
 from mixbench.results.aggregate import DEFAULT_BY, Board, aggregate
 from mixbench.results.record import METRIC_DEFS
@@ -121,7 +120,7 @@ def _seeds(value, what: str, path: Path) -> list[int]:
     seeds = _as_list(value, what, path)
     if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
         raise ConfigError(f"{path}: '{what}' must be a non-empty list of ints, got {value!r}")
-    check_range(what, seeds, RANGES["seed"], str(path))  # the range of a run's seed
+    RANGES["seed"].check(what, seeds, str(path))  # the range of a run's seed
     return seeds
 
 
