@@ -207,9 +207,11 @@ class MixPolicy:
 
     def __init__(self, alpha: float = 1.0, prob: float = 1.0, partner: str = "perm", *, check_alpha: bool = True):
         """``check_alpha``: reject α ≤ 0 here, at build time, since Beta(α, α) needs α > 0; subclasses where
-        α = 0 means "off" or α may be unused pass ``False`` and check it themselves (:func:`non_negative`)."""
+        α = 0 means "off" or α may be unused pass ``False``, and then only a negative α is rejected."""
         if check_alpha:
             positive("alpha", alpha)
+        else:
+            non_negative("alpha", alpha)
         if partner not in PARTNERS:
             raise ValueError(f"partner: expected one of {PARTNERS}, got {partner!r}")
         if not 0.0 <= prob <= 1.0:

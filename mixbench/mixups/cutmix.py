@@ -13,25 +13,9 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from mixbench.mixups._ops import (
-    SampledPolicy,
-    blend,
-    box_area_fraction,
-    box_from_lam,
-    box_mask,
-    host_rows,
-    paste_rows,
-    per_sample,
-    rand_box_minmax,
-    rand_center,
-)
-from mixbench.mixups.base import (
-    MixBatch,
-    MixContext,
-    non_negative,
-    pair_batch,
-    sample_beta,
-)
+from mixbench.mixups._ops import (SampledPolicy, blend, box_area_fraction, box_from_lam, box_mask, host_rows,
+                                  paste_rows, per_sample, rand_box_minmax, rand_center)
+from mixbench.mixups.base import MixBatch, MixContext, pair_batch, sample_beta
 from mixbench.registry import MIXUPS
 
 Box = tuple[Tensor, Tensor, Tensor, Tensor]
@@ -80,7 +64,7 @@ class CutMix(SampledPolicy):
     def __init__(self, alpha: float = 1.0, prob: float = 1.0, partner: str = "perm",
                  cutmix_minmax: Sequence[float] | None = None, correct_lam: bool = True, rounding: str = "clovaai",
                  per_sample: bool = False):
-        super().__init__(alpha=non_negative("alpha", alpha), prob=prob, partner=partner, check_alpha=False)
+        super().__init__(alpha=alpha, prob=prob, partner=partner, check_alpha=False)
         if rounding not in ("clovaai", "timm"):
             raise ValueError(f"rounding: expected 'clovaai' or 'timm', got {rounding!r}")
         if cutmix_minmax is not None:

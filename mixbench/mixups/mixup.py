@@ -11,13 +11,7 @@ import torch
 from torch import Tensor
 
 from mixbench.mixups._ops import SampledPolicy, blend, per_sample
-from mixbench.mixups.base import (
-    MixBatch,
-    MixContext,
-    non_negative,
-    pair_batch,
-    sample_beta,
-)
+from mixbench.mixups.base import MixBatch, MixContext, pair_batch, sample_beta
 from mixbench.registry import MIXUPS
 
 
@@ -51,7 +45,7 @@ class Mixup(SampledPolicy):
     """
 
     def __init__(self, alpha: float = 1.0, prob: float = 1.0, partner: str = "perm", per_sample: bool = False):
-        super().__init__(alpha=non_negative("alpha", alpha), prob=prob, partner=partner, check_alpha=False)
+        super().__init__(alpha=alpha, prob=prob, partner=partner, check_alpha=False)
         self.per_sample = bool(per_sample)
 
     def sample_lam(self, n: int, ctx: MixContext, device: torch.device) -> Tensor:

@@ -17,18 +17,8 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from mixbench.mixups._ops import (
-    SampledPolicy,
-    blend,
-    box_area_fraction,
-    box_from_lam,
-    box_mask,
-    host_boxes,
-    host_rows,
-    paste_row,
-    rand_box_minmax,
-    rand_center,
-)
+from mixbench.mixups._ops import (SampledPolicy, blend, box_area_fraction, box_from_lam, box_mask, host_boxes,
+                                  host_rows, paste_row, rand_box_minmax, rand_center)
 from mixbench.mixups.base import (
     MixBatch,
     MixContext,
