@@ -46,9 +46,9 @@ def _calls(log):
 def test_run_then_rerun_is_a_no_op_and_report_has_reference(tmp_path, fake_env, capsys):
     suite = load_suite(_suite(tmp_path))
     assert len(pending(suite)) == 4
-    assert run_suite(suite, train_cmd=FAKE, echo=lambda s: None) == 0
+    assert run_suite(suite, train_cmd=FAKE, validate=False, echo=lambda s: None) == 0
     assert len(_calls(fake_env)) == 4 and pending(suite) == []
-    assert run_suite(suite, train_cmd=FAKE, echo=lambda s: None) == 0
+    assert run_suite(suite, train_cmd=FAKE, validate=False, echo=lambda s: None) == 0
     assert len(_calls(fake_env)) == 4  # finished runs are not even started again
     board = suite_board(suite)
     t = board.table.set_index("method")
@@ -65,7 +65,8 @@ def test_run_then_rerun_is_a_no_op_and_report_has_reference(tmp_path, fake_env, 
 def test_kill_partway_then_rerun_runs_each_exactly_once(tmp_path, fake_env, monkeypatch):
     monkeypatch.setenv("FAKE_EPOCH_S", "0.3")
     path = _suite(tmp_path)
-    cmd = [sys.executable, "-m", "mixbench.cli.bench", "run", str(path), "--train-cmd", " ".join(FAKE)]
+    cmd = [sys.executable, "-m", "mixbench.cli.bench", "run", str(path), "--train-cmd", " ".join(FAKE),
+           "--no-validate"]
     proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     suite = load_suite(path)
     deadline = time.monotonic() + 60
@@ -82,7 +83,7 @@ def test_kill_partway_then_rerun_runs_each_exactly_once(tmp_path, fake_env, monk
     st = status_table(suite)
     assert sorted(st["status"]) == ["finished", "missing", "missing", "running"]
 
-    assert bench_main(["run", str(path), "--train-cmd", " ".join(FAKE)]) == 0
+    assert bench_main(["run", str(path), "--train-cmd", " ".join(FAKE), "--no-validate"]) == 0
     st = status_table(suite)
     assert (st["status"] == "finished").all()
     records = sorted((tmp_path / "work").rglob("record.json"))
@@ -100,7 +101,7 @@ def test_failed_run_is_reported_and_retried(tmp_path, fake_env, capsys):
     runs = [{"config": str(tmp_path / "good.yaml"), "label": "good"},
             {"config": str(tmp_path / "plain.yaml"), "label": "broken", "overrides": ["fail=1"]}]
     path = _suite(tmp_path, runs=runs, seeds=[0])
-    assert bench_main(["run", str(path), "--train-cmd", " ".join(FAKE)]) == 1
+    assert bench_main(["run", str(path), "--train-cmd", " ".join(FAKE), "--no-validate"]) == 1
     err = capsys.readouterr()
     assert "broken seed 0: FAILED (exit 1" in err.out and "1 run(s) failed" in err.err
     assert "configured to fail" in next((tmp_path / "work").glob("broken-*/logs/s0.log")).read_text()
@@ -109,7 +110,7 @@ def test_failed_run_is_reported_and_retried(tmp_path, fake_env, capsys):
 
 def test_dry_run_only_and_status(tmp_path, fake_env, capsys):
     path = _suite(tmp_path)
-    assert bench_main(["run", str(path), "--dry-run", "--only", "plain", "--train-cmd", "train"]) == 0
+    assert bench_main(["run", str(path), "--dry-run", "--only", "plain", "--train-cmd", "train", "--no-validate"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "suite t: 0/4 runs finished, 2 to run (local)"
     assert out[1].startswith(f"train {tmp_path / 'plain.yaml'} epochs=3 seed=0 work_dir={tmp_path / 'work'}/plain-")
@@ -123,7 +124,7 @@ def test_submitit_launcher_runs_missing_runs_locally(tmp_path, fake_env, monkeyp
     pytest.importorskip("submitit")
     monkeypatch.setenv("MIXBENCH_SUBMITIT_CLUSTER", "local")
     suite = load_suite(_suite(tmp_path, seeds=[0], slurm={"timeout_min": 5}))
-    assert run_suite(suite, launcher="submitit", train_cmd=FAKE, echo=lambda s: None) == 0
+    assert run_suite(suite, launcher="submitit", train_cmd=FAKE, validate=False, echo=lambda s: None) == 0
     assert (status_table(suite)["status"] == "finished").all()
     assert list((tmp_path / "work" / ".submitit").iterdir())
 
@@ -150,12 +151,12 @@ def test_suite_mistakes_are_one_line_config_errors(tmp_path, patch, message):
 def test_missing_config_fails_before_running(tmp_path, fake_env):
     path = _suite(tmp_path, runs=[{"config": str(tmp_path / "absent.yaml")}])
     with pytest.raises(ConfigError, match="absent.yaml' does not exist"):
-        run_suite(load_suite(path), train_cmd=FAKE, echo=lambda s: None)
+        run_suite(load_suite(path), train_cmd=FAKE, validate=False, echo=lambda s: None)
 
 
 def test_editing_an_entry_starts_fresh_runs(tmp_path, fake_env):
     path = _suite(tmp_path, seeds=[0])
-    run_suite(load_suite(path), train_cmd=FAKE, echo=lambda s: None)
+    run_suite(load_suite(path), train_cmd=FAKE, validate=False, echo=lambda s: None)
     (tmp_path / "good.yaml").write_text("# good, edited\n")
     assert [(r.label, s) for r, s in pending(load_suite(path))] == [("good", 0)]
 

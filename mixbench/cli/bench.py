@@ -34,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="invoke the trainer for finished runs too (a no-op unless their config changed)")
     r.add_argument("--train-cmd", default=shlex.join(TRAIN_CMD),
                    help="command that trains one run, before CONFIG and overrides (default: %(default)s)")
+    r.add_argument("--no-validate", dest="validate", action="store_false",
+                   help="do not compose and validate every entry before the first run (only for a --train-cmd "
+                        "that does not take mixbench configs)")
     r.add_argument("--report", action="store_true", help="write the report when all runs are done")
     r.add_argument("--work-dir", help="keep the runs here instead of the suite's work_dir (scratch storage)")
     rep = sub.add_parser("report", help="print and write the suite's board")
@@ -75,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
             suite.work_dir = Path(args.work_dir)
         if args.verb == "run":
             failures = run_suite(suite, launcher=args.launcher, train_cmd=shlex.split(args.train_cmd),
-                                 dry_run=args.dry_run, recheck=args.recheck, only=args.only)
+                                 dry_run=args.dry_run, recheck=args.recheck, only=args.only,
+                                 validate=args.validate)
             if failures:
                 print(f"{failures} run(s) failed; rerun the same command to retry them", file=sys.stderr)
                 return 1

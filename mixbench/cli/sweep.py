@@ -10,12 +10,19 @@ so a rerun of the same sweep skips the finished jobs and resumes the unfinished 
 from __future__ import annotations
 
 import functools
+import json
 import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from mixbench.config.compose import ConfigSource, compose, find_configs_root, resolve_config_path, split_overrides
-from mixbench.config.validate import validate
+from mixbench.config.compose import (
+    ConfigSource,
+    compose,
+    find_configs_root,
+    resolve_config_path,
+    split_overrides,
+)
+from mixbench.config.validate import check_data, validate
 from mixbench.errors import ConfigError
 
 
@@ -37,6 +44,7 @@ def sweep_job(cfg: Any, *, force: bool, experiment_file: str) -> dict:
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf
 
+    from mixbench.engine.dist import detect
     from mixbench.engine.run import train
 
     hc = HydraConfig.get()
@@ -48,6 +56,7 @@ def sweep_job(cfg: Any, *, force: bool, experiment_file: str) -> dict:
     overrides = " ".join(hc.overrides.task)
     try:
         run_cfg = validate(OmegaConf.to_container(cfg, resolve=True), source)
+        check_data(run_cfg, source, world_size=detect(run_cfg["runtime"]["launcher"]).world_size)
         result = train(run_cfg, experiment_file, force=force)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -64,13 +73,20 @@ def multirun(config: str | None, overrides: Sequence[str], *, force: bool = Fals
     from hydra._internal.utils import create_config_search_path
     from hydra.core.global_hydra import GlobalHydra
 
+    from mixbench.engine.dist import detect
+
     run_overrides, hydra_overrides = split_overrides(overrides)
     path = resolve_config_path(config)
     jobs = expand(run_overrides)
     appended: set[str] = set()
+    checked_data: set[str] = set()
     for job in jobs:  # fail fast, before anything trains
         raw, source = compose(path, job)
-        validate(raw, source)
+        cfg = validate(raw, source)
+        data_key = json.dumps([cfg["data"], cfg["runtime"]["launcher"]], sort_keys=True, default=str)
+        if data_key not in checked_data:  # jobs that differ only in the method read the same data
+            checked_data.add(data_key)
+            check_data(cfg, source, world_size=detect(cfg["runtime"]["launcher"]).world_size)
         appended |= {o.split("=", 1)[0][1:] for o in source.overrides if o.startswith("+")}
     # keys the experiment file lacks (options of a component) must be added, not overridden, in the sweep too
     run_overrides = [("+" + o) if o.split("=", 1)[0] in appended else o for o in run_overrides]

@@ -1,9 +1,9 @@
 """``mixbench test CONFIG --checkpoint PATH [key=value ...] [--out FILE]`` — evaluate a checkpoint.
 
-Builds the model of CONFIG (with the same overrides as the training run), loads the weights of PATH (a
-mixbench checkpoint or a plain state dict, with ``torch.load(weights_only=True)``: a file is never run),
-evaluates on the validation split and prints the metrics; they are also written as JSON to ``--out``
-(default: ``test_metrics.json`` next to the checkpoint).
+Builds the model of CONFIG (with the same overrides as the training run; CONFIG may also be the run dir's own
+``config.yaml``), loads the weights of PATH (a mixbench checkpoint or a plain state dict, with
+``torch.load(weights_only=True)``: a file is never run), evaluates on the validation split and prints the
+metrics; they are also written as JSON to ``--out`` (default: ``test_metrics.json`` next to the checkpoint).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Sequence
 
 import torch
 
-from mixbench.config import load_config
+from mixbench.config import check_data, load_config
 from mixbench.errors import ConfigError
 
 
@@ -93,12 +93,13 @@ def model_summary(model: torch.nn.Module) -> str:
 
 def main(argv: Sequence[str]) -> int:
     p = argparse.ArgumentParser(prog="mixbench test", description=__doc__.split("\n\n")[0])
-    p.add_argument("config", help="experiment file the checkpoint was trained with")
+    p.add_argument("config", help="experiment file the checkpoint was trained with, or its run dir's config.yaml")
     p.add_argument("overrides", nargs="*", help="Hydra overrides key=value")
     p.add_argument("--checkpoint", required=True, help="checkpoint file (.pth)")
     p.add_argument("--out", default=None, help="JSON file for the metrics")
     args = p.parse_intermixed_args(list(argv))
     cfg, source = load_config(args.config, args.overrides)
+    check_data(cfg, source, train=False)
 
     from mixbench.engine import compat
     from mixbench.engine.builder import build_data

@@ -5,19 +5,18 @@
 * ``-m``/``--multirun``: expand comma lists (``mixup=none,cutmix seed=0,1``) with Hydra's sweeper and launch
   every combination with Hydra's launcher (``hydra/launcher=joblib``, ``submitit_slurm``... work as usual).
 * ``--force``: retrain a run that already finished (otherwise rerunning is a no-op; an unfinished run resumes).
-* ``--cfg``: print the resolved config and its run dir, then exit.
+* ``--cfg``: print the resolved config and its run dir, then exit (with ``-m``: those of every job of the sweep).
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
 import sys
 from typing import Any, Sequence
 
 import yaml
 
-from mixbench.config import load_config, run_dir_of
+from mixbench.config import check_data, load_config, run_dir_of
 from mixbench.errors import ConfigError
 
 
@@ -28,7 +27,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("overrides", nargs="*", help="Hydra overrides key=value")
     p.add_argument("-m", "--multirun", action="store_true", help="sweep over comma-separated values")
     p.add_argument("--force", action="store_true", help="retrain even if the run already finished")
-    p.add_argument("--cfg", action="store_true", help="print the resolved config and exit")
+    p.add_argument("--cfg", action="store_true", help="print the resolved config (of every sweep job with -m) and exit")
     args = p.parse_intermixed_args(list(argv))
     if args.config is not None and "=" in args.config:  # no config file given, only overrides
         args.overrides.insert(0, args.config)
@@ -58,25 +57,41 @@ def format_summary(result: Any) -> str:
 
 
 def run_one(config: str | None, overrides: Sequence[str], force: bool) -> int:
+    from mixbench.engine.dist import detect
     from mixbench.engine.run import train
 
     cfg, source = load_config(config, overrides)
+    info = detect(cfg["runtime"]["launcher"])
+    check_data(cfg, source, world_size=info.world_size)
     result = train(cfg, str(source.experiment_file), force=force)
-    from mixbench.engine.dist import detect
-
-    if detect(cfg["runtime"]["launcher"]).is_main:
+    if info.is_main:
         print(format_summary(result), flush=True)
     return 0 if result.status in ("finished", "skipped") else 1
+
+
+def print_configs(config: str | None, overrides: Sequence[str], multirun: bool) -> None:
+    """``--cfg``: the resolved config and run dir of the run, or of every job of a sweep (``-m``)."""
+    from mixbench.cli.sweep import expand
+    from mixbench.config.compose import split_overrides
+
+    run_overrides, hydra_overrides = split_overrides(overrides)  # launcher settings do not change a job's config
+    if hydra_overrides and not multirun:
+        raise ConfigError(f"{hydra_overrides[0]}: Hydra settings only apply to sweeps; add -m")
+    jobs = expand(run_overrides) if multirun else [list(run_overrides)]
+    from mixbench.engine.dist import detect
+    for i, job in enumerate(jobs):
+        cfg, _ = load_config(config, job)
+        world_size = detect(cfg["runtime"]["launcher"]).world_size
+        if multirun:
+            print(f"# job {i}: {' '.join(job)}")
+        print(yaml.safe_dump(cfg, sort_keys=False), end="")
+        print(f"# run dir: {run_dir_of(cfg, world_size)}")
 
 
 def main(argv: Sequence[str]) -> int:
     args = parse_args(argv)
     if args.cfg:
-        cfg, _ = load_config(args.config, args.overrides)
-        print(yaml.safe_dump(cfg, sort_keys=False), end="")
-        from mixbench.engine.dist import detect
-
-        print(f"# run dir: {run_dir_of(cfg, detect(cfg['runtime']['launcher']).world_size)}")
+        print_configs(args.config, args.overrides, args.multirun)
         return 0
     if args.multirun:
         from mixbench.cli.sweep import multirun

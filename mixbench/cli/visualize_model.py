@@ -19,7 +19,6 @@ from typing import Any, Mapping
 
 import torch
 import torch.nn.functional as F
-import yaml
 from torch import Tensor
 
 from mixbench.config.compose import DEFAULT_CONFIGS
@@ -79,18 +78,8 @@ class ModelStep:
 def load_experiment(path: str | Path, overrides: list[str]) -> tuple[dict, str]:
     """A validated config from an experiment file or a run's ``config.yaml``."""
     from mixbench.config import load_config
-    from mixbench.config.validate import apply_schema, check_components
-    from mixbench.config.compose import ConfigSource
 
-    p = Path(path)
-    if p.name == "config.yaml" and p.is_file():  # a run directory's resolved config
-        with open(p, encoding="utf-8") as f:
-            raw = yaml.safe_load(f) or {}
-        source = ConfigSource(experiment_file=p, configs_root=DEFAULT_CONFIGS, config_name="config")
-        cfg = apply_schema(raw, source)
-        check_components(cfg, source)
-        return cfg, str(p)
-    cfg, source = load_config(str(p), overrides)
+    cfg, source = load_config(str(path), overrides)
     return cfg, str(source.experiment_file)
 
 

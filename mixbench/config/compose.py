@@ -70,6 +70,49 @@ def _yaml_has(path: Path, parts: Sequence[str]) -> bool:
     return True
 
 
+def yaml_error(exc: yaml.YAMLError, path: Path | str) -> ConfigError:
+    """A one-line ``FILE:LINE:COLUMN: not valid YAML (problem)`` error from a PyYAML parse error."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f"{mark.name}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    return ConfigError(f"{where}: not valid YAML ({problem})")
+
+
+def load_yaml(path: Path) -> Any:
+    """The parsed content of a YAML file; a syntax error is a one-line :class:`ConfigError` with file:line."""
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise yaml_error(exc, path) from None
+
+
+def is_run_config(path: Path) -> bool:
+    """A run dir's ``config.yaml``: the resolved config of a run (no Hydra ``defaults`` list to compose)."""
+    if path.name != "config.yaml" or not path.is_file():
+        return False
+    data = load_yaml(path)
+    return isinstance(data, dict) and "defaults" not in data
+
+
+def compose_run_config(path: Path, overrides: Sequence[str] = ()) -> tuple[dict, ConfigSource]:
+    """A run dir's resolved ``config.yaml`` with ``key=value`` overrides (no group choices: it has no groups)."""
+    from omegaconf import OmegaConf
+
+    source = ConfigSource(experiment_file=path, configs_root=DEFAULT_CONFIGS, config_name="config",
+                          overrides=list(overrides))
+    raw = OmegaConf.create(load_yaml(path))
+    for ov in overrides:
+        key, sep, value = ov.partition("=")
+        key = key.lstrip("+")
+        if not sep or key.startswith("~") or key in GROUPS or key.startswith("hydra"):
+            raise ConfigError(f"{ov}: a run's config.yaml ({path}) takes only key=value overrides of its keys")
+        try:
+            OmegaConf.update(raw, key, yaml.safe_load(value) if value else None, force_add=True)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{ov}: value is not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    return OmegaConf.to_container(raw, resolve=False), source
+
+
 def find_configs_root(path: Path) -> Path:
     """Nearest ancestor directory that holds the config groups (``mixup/``, ``model/``...)."""
     for parent in path.resolve().parents:
@@ -129,8 +172,9 @@ def translate_error(exc: Exception, source: ConfigSource) -> ConfigError:
 
 
 def _closest_key_hint(key: str, parent: str, source: ConfigSource) -> str:
-    from mixbench.config.schema import TrainCfg
     from omegaconf import OmegaConf
+
+    from mixbench.config.schema import TrainCfg
 
     node = OmegaConf.structured(TrainCfg)
     sub = OmegaConf.select(node, parent) if parent else node
@@ -152,17 +196,13 @@ def split_overrides(argv: Iterable[str]) -> tuple[list[str], list[str]]:
 
 def compose(config: str | Path | None, overrides: Sequence[str] = ()) -> tuple[dict, ConfigSource]:
     """Compose ``config`` with ``overrides`` into a plain dict (interpolations resolved, not yet validated)."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from omegaconf import OmegaConf
-
     path = config if isinstance(config, Path) else resolve_config_path(config)
     root = find_configs_root(path)
     try:
         name = str(path.relative_to(root).with_suffix(""))
     except ValueError:
-        raise ConfigError(f"config: '{path}' is not inside a configs directory with groups {', '.join(GROUPS)}")
+        raise ConfigError(f"config: '{path}' is not inside a configs directory with groups "
+                          f"{', '.join(GROUPS)}") from None
     source = ConfigSource(experiment_file=path, configs_root=root, config_name=name, overrides=list(overrides))
     overrides = list(overrides)
     for _ in range(len(overrides) + 1):
@@ -200,6 +240,8 @@ def _compose_once(root: Path, name: str, overrides: list[str], source: ConfigSou
             return OmegaConf.to_container(cfg, resolve=True)
     except ConfigError:
         raise
+    except yaml.YAMLError as exc:  # a syntax error in the experiment file or in a group file
+        raise yaml_error(exc, source.experiment_file) from None
     except Exception as exc:  # Hydra and OmegaConf raise many types; all are user input errors here
         if type(exc).__module__.split(".")[0] not in ("hydra", "omegaconf"):
             raise

@@ -1,15 +1,19 @@
-"""Typed schema of a mixbench config (DESIGN §2).
+"""Typed schema of a mixbench config (``docs/architecture.md``).
 
 The fixed groups (``data``, ``schedule``, ``runtime``, ``eval``) are OmegaConf structured configs, so an
-unknown key or a value of the wrong type is an error. The component groups (``model.backbone``,
-``model.head``, ``mixup``, ``loss``) are open mappings with a ``type`` key: their options are checked
-against the signature of the registered component (:func:`mixbench.registry.check_options`).
+unknown key or a value of the wrong type is an error; every numeric key also has a range (``RANGES``). The
+component groups (``model.backbone``, ``model.head``, ``mixup``, ``loss``) are open mappings with a ``type``
+key: their options are checked against the signature of the registered component
+(:func:`mixbench.registry.check_options`), and options with a conventional meaning (probabilities, dropout
+and label-smoothing rates) against ``OPTION_RANGES``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
+
+from mixbench.errors import ConfigError
 
 # Keys whose value only changes how a run is logged or stored, never what it computes: they are left out
 # of the config hash so that turning wandb off does not start a new run.
@@ -42,6 +46,104 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "runtime.dist_backend": ("auto", "gloo", "nccl"),
     "runtime.log_level": ("DEBUG", "INFO", "WARNING", "ERROR"),
 }
+
+
+
+@dataclass(frozen=True)
+class Range:
+    """The allowed values of a number: ``lo``/``hi`` bounds (``None``: unbounded), each closed or open.
+
+    For a list-valued key the range applies to every element.
+    """
+
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+
+    def __contains__(self, value: float) -> bool:
+        if value != value:  # NaN is in no range
+            return False
+        if self.lo is not None and (value <= self.lo if self.lo_open else value < self.lo):
+            return False
+        return not (self.hi is not None and (value >= self.hi if self.hi_open else value > self.hi))
+
+    def check(self, key: str, value: Any, where: str) -> None:
+        """Raise a one-line :class:`ConfigError` naming ``key`` and ``where`` (the file or the command line
+        that set it) unless ``value``, or each element of a list, is a number in this range."""
+        for v in value if isinstance(value, (list, tuple)) else [value]:
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or v not in self:
+                raise ConfigError(f"{key}={value!r}: expected {self} (in {where})")
+
+    def __str__(self) -> str:
+        lo, hi = _number(self.lo), _number(self.hi)
+        if self.hi is None:
+            return f"{'>' if self.lo_open else '≥'} {lo}"
+        if self.lo is None:
+            return f"{'<' if self.hi_open else '≤'} {hi}"
+        return f"a value in {'(' if self.lo_open else '['}{lo}, {hi}{')' if self.hi_open else ']'}"
+
+
+def _number(x: float | None) -> str:
+    """A bound as the user would type it: ``4294967295``, not ``4.29497e+09``."""
+    return str(int(x)) if x is not None and float(x).is_integer() else f"{x}"
+
+
+COUNT = Range(1)  # a positive integer count or interval
+POSITIVE = Range(0, lo_open=True)
+NON_NEGATIVE = Range(0)
+UNIT = Range(0, 1)  # a probability
+UNIT_OPEN_TOP = Range(0, 1, hi_open=True)  # a rate that must leave something (dropout, smoothing, momentum)
+
+# Every numeric key of the fixed groups; ``None`` is always allowed where the schema makes a key optional.
+RANGES: dict[str, Range] = {
+    # numpy's and mmengine's seeding take an unsigned 32-bit seed
+    "seed": Range(0, 2**32 - 1),
+    "data.batch_size": COUNT,
+    "data.val_batch_size": COUNT,
+    "data.num_workers": NON_NEGATIVE,
+    "data.crop_padding": NON_NEGATIVE,
+    "data.resize": COUNT,
+    # torchvision's RandAugment has 31 magnitude bins, 0..30
+    "data.randaugment": Range(0, 30),
+    "schedule.epochs": COUNT,
+    "schedule.lr": POSITIVE,
+    "schedule.momentum": UNIT_OPEN_TOP,
+    "schedule.betas": UNIT_OPEN_TOP,
+    "schedule.weight_decay": NON_NEGATIVE,
+    "schedule.min_lr": NON_NEGATIVE,
+    "schedule.milestones": COUNT,
+    "schedule.gamma": Range(0, 1, lo_open=True),
+    "schedule.warmup_epochs": NON_NEGATIVE,
+    # torch's LinearLR needs 0 < start_factor ≤ 1
+    "schedule.warmup_start_factor": Range(0, 1, lo_open=True),
+    "schedule.clip_grad": POSITIVE,
+    "schedule.val_interval": COUNT,
+    # mmengine's EMA momentum is the weight of the new parameters, strictly between 0 and 1
+    "runtime.ema_momentum": Range(0, 1, lo_open=True, hi_open=True),
+    "runtime.checkpoint_interval": COUNT,
+    "runtime.log_interval": COUNT,
+    "eval.topk": COUNT,
+    "eval.median_last_k": COUNT,
+}
+
+# Options of any component (mixup, loss, backbone, head) whose name fixes their meaning; every ``*_prob``
+# option is a probability too (``switch_prob``, ``input_prob``...). Other options are checked by the
+# component itself when it is built.
+OPTION_RANGES: dict[str, Range] = {
+    "prob": UNIT,
+    "dropout": UNIT_OPEN_TOP,
+    "drop_rate": UNIT_OPEN_TOP,
+    "drop_path_rate": UNIT_OPEN_TOP,
+    "attn_drop_rate": UNIT_OPEN_TOP,
+    "label_smoothing": UNIT_OPEN_TOP,
+    "smoothing": UNIT_OPEN_TOP,
+}
+
+
+def option_range(name: str) -> Range | None:
+    """The range of a component option named ``name``, if its name fixes one."""
+    return OPTION_RANGES.get(name, UNIT if name.endswith("_prob") else None)
 
 
 @dataclass

@@ -1,7 +1,8 @@
-"""Strict validation of a composed config, and its hash (DESIGN §2, §6).
+"""Strict validation of a composed config, and its hash (``docs/architecture.md``).
 
 Every check raises a one-line :class:`ConfigError` that names the key, the value and the file it came from
-(or the closest valid names), so the CLI can print it and exit with status 2.
+(or the closest valid names), so the CLI can print it and exit with status 2. :func:`validate` checks the
+config alone; :func:`check_data` also looks at the data it names. Both run before any run state exists.
 """
 
 from __future__ import annotations
@@ -18,10 +19,28 @@ from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
 from mixbench.config.compose import ConfigSource
-from mixbench.config.schema import CHOICES, NON_SEMANTIC_KEYS, TrainCfg
+from mixbench.config.schema import (
+    CHOICES,
+    NON_SEMANTIC_KEYS,
+    RANGES,
+    TrainCfg,
+    option_range,
+)
+from mixbench.datasets.base import split_size
 from mixbench.errors import ConfigError
-from mixbench.registry import (BACKBONES, DATASETS, HEADS, LOSSES, MIXUPS, MODELS, accepted_options,
-                               build, check_options, closest, lookup)
+from mixbench.registry import (
+    BACKBONES,
+    DATASETS,
+    HEADS,
+    LOSSES,
+    MIXUPS,
+    MODELS,
+    accepted_options,
+    build,
+    check_options,
+    closest,
+    lookup,
+)
 
 
 def _get(cfg: Mapping[str, Any], dotted: str) -> Any:
@@ -77,9 +96,38 @@ def check_choices(cfg: Mapping[str, Any], source: ConfigSource) -> None:
             near = difflib.get_close_matches(str(value), allowed, n=1, cutoff=0.4)
             hint = f"did you mean '{near[0]}'?" if near else f"valid: {', '.join(allowed)}"
             raise ConfigError(f"{key}={value!r}: not a valid choice (in {source.file_for(key)}); {hint}")
-    for key in ("data.batch_size", "schedule.epochs", "runtime.checkpoint_interval", "eval.median_last_k"):
-        if _get(cfg, key) < 1:
-            raise ConfigError(f"{key}={_get(cfg, key)}: expected ≥ 1 (in {source.file_for(key)})")
+
+
+def check_ranges(cfg: Mapping[str, Any], source: ConfigSource) -> None:
+    """Every numeric key of the schema, and the conventional options of the components, within its range."""
+    for key, allowed in RANGES.items():
+        value = _get(cfg, key)
+        if value is not None:
+            allowed.check(key, value, source.file_for(key))
+    s = cfg["schedule"]
+    if s["min_lr"] > s["lr"]:
+        raise ConfigError(f"schedule.min_lr={s['min_lr']!r}: expected ≤ schedule.lr={s['lr']!r} "
+                          f"(in {source.file_for('schedule.min_lr')})")
+    for group, node in (("model.backbone", cfg["model"]["backbone"]), ("model.head", cfg["model"]["head"]),
+                        ("mixup", cfg["mixup"]), ("loss", cfg["loss"])):
+        for option, value in (node.items() if isinstance(node, Mapping) else ()):
+            # a value of the wrong type is reported by the component's signature check instead
+            allowed = option_range(option)
+            if allowed is not None and isinstance(value, (int, float)) and not isinstance(value, bool):
+                key = f"{group}.{option}"
+                allowed.check(key, value, source.file_for(key))
+
+
+def check_paths(cfg: Mapping[str, Any], source: ConfigSource) -> None:
+    """``work_dir`` is a path and ``experiment`` one name inside it, so every run dir stays in ``work_dir``."""
+    if not str(cfg["work_dir"]).strip():
+        raise ConfigError(f"work_dir={cfg['work_dir']!r}: expected a directory path, got an empty value "
+                          f"(in {source.file_for('work_dir')})")
+    name = str(cfg["experiment"])
+    if (not name.strip() or name in (".", "..") or "/" in name or os.sep in name
+            or (os.altsep and os.altsep in name) or os.path.isabs(name)):
+        raise ConfigError(f"experiment={name!r}: expected a name (one path component: no '/', no '..', not "
+                          f"empty), the run dir is <work_dir>/<experiment>/... (in {source.file_for('experiment')})")
 
 
 def check_components(cfg: Mapping[str, Any], source: ConfigSource) -> None:
@@ -96,12 +144,14 @@ def check_components(cfg: Mapping[str, Any], source: ConfigSource) -> None:
         for key, value in node.items():
             if key != "type":
                 check_options(obj, {key: value}, where, source.file_for(f"{where}.{key}"))
-    # Option values are checked by the components themselves; the policy is cheap to build, so a bad value
-    # fails here, before a run dir exists (the model and loss are checked the same way when they are built).
-    try:
-        build(MIXUPS, cfg["mixup"], "mixup")
-    except ConfigError as exc:
-        raise ConfigError(f"{exc} (in {source.file_for(str(exc).split(':', 1)[0])})") from None
+    # Option values are checked by the components themselves; the policy and the loss are cheap to build, so a
+    # bad value fails here, before a run dir exists (the model's options are checked when it is built). The
+    # loss gets a stand-in class count: the real one is known only once the data is read, and no check uses it.
+    for group, registry, extra in (("mixup", MIXUPS, {}), ("loss", LOSSES, {"num_classes": 2})):
+        try:
+            build(registry, cfg[group], group, **extra)
+        except ConfigError as exc:
+            raise ConfigError(f"{exc} (in {source.file_for(str(exc).split(':', 1)[0])})") from None
     lookup(MODELS, cfg["model"]["type"], f"model.type (in {source.file_for('model.type')})")
     data = cfg["data"]
     ds = lookup(DATASETS, data["type"], f"data.type (in {source.file_for('data.type')})")
@@ -115,6 +165,8 @@ def check_components(cfg: Mapping[str, Any], source: ConfigSource) -> None:
     root = data["root"]
     if root is not None and not os.path.exists(os.path.expanduser(str(root))):
         raise ConfigError(f"data.root={root!r}: path does not exist (in {source.file_for('data.root')})")
+    if root is not None and not os.path.isdir(os.path.expanduser(str(root))):
+        raise ConfigError(f"data.root={root!r}: expected a directory, got a file (in {source.file_for('data.root')})")
     if "root" not in accepted_options(ds) and root is not None:
         raise ConfigError(f"data.root: dataset '{data['type']}' takes no root (in {source.file_for('data.root')})")
 
@@ -123,8 +175,38 @@ def validate(raw: Mapping[str, Any], source: ConfigSource) -> dict:
     """The validated config as a plain dict with every default filled in."""
     cfg = apply_schema(raw, source)
     check_choices(cfg, source)
+    check_ranges(cfg, source)
+    check_paths(cfg, source)
     check_components(cfg, source)
     return cfg
+
+
+def check_data(cfg: Mapping[str, Any], source: ConfigSource, *, world_size: int = 1, train: bool = True) -> None:
+    """The data a validated config names, before a run starts: the layout of ``data.root`` for every split
+    it uses and, for training, at least one full batch per process (the training loader drops the last
+    incomplete batch, so a larger batch would train on no image at all).
+
+    Args:
+        cfg: a config returned by :func:`validate`.
+        source: where it came from, for the messages.
+        world_size: processes the training split is sharded over (each gets ``⌊n / world_size⌋`` images).
+        train: check the training split too (``False`` for evaluation, which reads only ``val``).
+    """
+    d = cfg["data"]
+    factory = lookup(DATASETS, d["type"], f"data.type (in {source.file_for('data.type')})")
+    sizes = {}
+    for split in ("train", "val") if train else ("val",):
+        try:
+            sizes[split] = split_size(factory, split, d["root"], d["params"])
+        except ConfigError as exc:
+            raise ConfigError(f"{exc} (in {source.file_for('data.root')})") from None
+    if train:
+        per_process = sizes["train"] // world_size
+        if d["batch_size"] > per_process:
+            share = f"{per_process} per process over {world_size} processes" if world_size > 1 else str(per_process)
+            raise ConfigError(f"data.batch_size={d['batch_size']}: larger than the training split "
+                              f"({share} images), so no full batch is left to train on; expected ≤ {per_process} "
+                              f"(in {source.file_for('data.batch_size')})")
 
 
 UNSET_IS_ABSENT = ("data.resize", "data.randaugment")

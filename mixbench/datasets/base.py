@@ -9,7 +9,7 @@ preprocessor normalises with them; loaders never normalise). Small sets live in 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Sequence, TypeVar
 
 import torch
 from torch import Tensor
@@ -18,6 +18,7 @@ from torch.utils.data import Dataset
 from mixbench.errors import ConfigError
 
 SPLITS = ("train", "val")
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def check_split(split: str, name: str) -> None:
@@ -35,10 +36,32 @@ def require_path(path: str | Path, name: str, layout: str) -> Path:
 
 
 def require_root(root: str | None, name: str, layout: str) -> Path:
-    """Check that a dataset root was configured and exists."""
+    """Check that a dataset root was configured and is a directory."""
     if root is None or str(root) == "":
         raise ConfigError(f"data.root: dataset '{name}' needs a local root directory; expected layout {layout}")
-    return require_path(root, name, layout)
+    path = require_path(root, name, layout)
+    if not path.is_dir():
+        raise ConfigError(f"data.root={str(root)!r}: expected a directory, got a file; {name} expects layout {layout}")
+    return path
+
+
+def probed_by(probe: Callable[..., int]) -> Callable[[F], F]:
+    """Give a dataset factory a cheap check of its files: ``probe(split, root=..., **params)`` raises what the
+    factory would raise about a missing or malformed root and returns the split's size, without decoding
+    or loading any image (so the check can run before a run starts, see :func:`split_size`)."""
+    def attach(factory: F) -> F:
+        factory.probe = probe  # type: ignore[attr-defined]
+        return factory
+    return attach
+
+
+def split_size(factory: Callable[..., ImageDataset], split: str, root: str | None, params: dict) -> int:
+    """Size of ``split`` of a registered dataset, after checking its files: the factory's probe when it has
+    one (file-backed datasets), else the length of the built split (in-memory datasets are cheap to build)."""
+    probe = getattr(factory, "probe", None)
+    if probe is not None:
+        return int(probe(split, root=root, **params))
+    return len(factory(split, root=root, **params))
 
 
 def channel_stats(images: Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:

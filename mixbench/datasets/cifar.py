@@ -8,16 +8,22 @@ official test set, as in every mixup paper. The whole split is kept in memory as
 
 from __future__ import annotations
 
-
 import torch
 
-from mixbench.datasets.base import TensorImageDataset, check_split, require_root
+from mixbench.datasets.base import (
+    TensorImageDataset,
+    check_split,
+    probed_by,
+    require_root,
+)
 from mixbench.errors import ConfigError
 from mixbench.registry import DATASETS
 
 # Per-channel statistics of the training splits in 0..255 units (the values mixup reference code uses).
 CIFAR10_MEAN, CIFAR10_STD = (125.307, 122.961, 113.8575), (62.9932, 62.0887, 66.7048)
 CIFAR100_MEAN, CIFAR100_STD = (129.304, 124.070, 112.434), (68.170, 65.392, 70.418)
+# Both sets ship 50,000 training and 10,000 test images.
+SPLIT_SIZES = {"train": 50_000, "val": 10_000}
 
 
 def _unverified(cls: type) -> type:
@@ -29,8 +35,8 @@ def _unverified(cls: type) -> type:
     })
 
 
-def _load(name: str, tv_cls: type, split: str, root: str | None, verify: bool, num_classes: int,
-          mean: tuple[float, ...], std: tuple[float, ...]) -> TensorImageDataset:
+def _check_files(name: str, tv_cls: type, split: str, root: str | None) -> str:
+    """The directory torchvision reads (``root`` or its parent), after checking that every file is there."""
     check_split(split, name)
     folder = tv_cls.base_folder
     files = [f for f, _ in tv_cls.train_list + tv_cls.test_list] + [tv_cls.meta["filename"]]
@@ -41,17 +47,39 @@ def _load(name: str, tv_cls: type, split: str, root: str | None, verify: bool, n
     for f in files:
         if not (base / folder / f).is_file():
             raise ConfigError(f"data.root: {name} file not found: {base / folder / f}; expected layout {layout}")
+    return str(base)
+
+
+def _load(name: str, tv_cls: type, split: str, root: str | None, verify: bool, num_classes: int,
+          mean: tuple[float, ...], std: tuple[float, ...]) -> TensorImageDataset:
+    base = _check_files(name, tv_cls, split, root)
+    folder = tv_cls.base_folder
     reader = tv_cls if verify else _unverified(tv_cls)
     try:
-        ds = reader(str(base), train=split == "train", download=False)
+        ds = reader(base, train=split == "train", download=False)
     except RuntimeError as err:  # md5 mismatch with verify=True
-        raise ConfigError(f"data.root: {name} files under {base / folder} are corrupted ({err})") from None
+        raise ConfigError(f"data.root: {name} files under {base}/{folder} are corrupted ({err})") from None
     images = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()
     labels = torch.as_tensor(ds.targets, dtype=torch.int64)
     return TensorImageDataset(images, labels, num_classes, mean=mean, std=std, classes=list(ds.classes))
 
 
+def _probe_cifar10(split: str, root: str | None = None, verify: bool = False) -> int:
+    from torchvision.datasets import CIFAR10
+
+    _check_files("cifar10", CIFAR10, split, root)
+    return SPLIT_SIZES[split]
+
+
+def _probe_cifar100(split: str, root: str | None = None, verify: bool = False) -> int:
+    from torchvision.datasets import CIFAR100
+
+    _check_files("cifar100", CIFAR100, split, root)
+    return SPLIT_SIZES[split]
+
+
 @DATASETS.register_module("cifar10")
+@probed_by(_probe_cifar10)
 def cifar10(split: str, root: str | None = None, verify: bool = False) -> TensorImageDataset:
     """CIFAR-10 from ``<root>/cifar-10-batches-py`` (50,000 train / 10,000 val, 3×32×32).
 
@@ -66,6 +94,7 @@ def cifar10(split: str, root: str | None = None, verify: bool = False) -> Tensor
 
 
 @DATASETS.register_module("cifar100")
+@probed_by(_probe_cifar100)
 def cifar100(split: str, root: str | None = None, verify: bool = False) -> TensorImageDataset:
     """CIFAR-100 from ``<root>/cifar-100-python`` (50,000 train / 10,000 val, 3×32×32, 100 fine classes).
 

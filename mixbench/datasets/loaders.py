@@ -334,6 +334,9 @@ def build_loader(dataset: ImageDataset, *, train: bool, batch_size: int, device:
         raise ConfigError(f"data.randaugment: expected null or a magnitude in 0..30, got {randaugment}")
     sampler = EpochSampler(len(dataset), shuffle=train, crop_padding=crop_padding, hflip=hflip, seed=seed,
                            rank=rank, world_size=world_size, drop_last=drop_last)
+    if drop_last and len(sampler) < batch_size:  # every batch would be dropped: an epoch of no images
+        raise ConfigError(f"data.batch_size={batch_size}: larger than this split ({len(sampler)} images per "
+                          f"process), so no full batch is left; expected ≤ {len(sampler)}")
     if resident == "device" or (resident == "auto" and _resident_fits(dataset, device)):
         return ResidentLoader(dataset, sampler=sampler, batch_size=batch_size, drop_last=drop_last,
                               device=device, crop_padding=crop_padding, hflip=hflip, resize=resize,

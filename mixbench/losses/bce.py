@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mixbench.losses.cross_entropy import smooth_targets
-from mixbench.mixups.base import MixBatch
+from mixbench.mixups.base import MixBatch, positive
 from mixbench.registry import LOSSES
 
 
@@ -43,6 +43,9 @@ class BinaryCrossEntropy:
             raise ValueError(f"loss.reduction: expected 'mean' or 'sum', got {reduction!r}")
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f"loss.label_smoothing: expected a value in [0, 1), got {label_smoothing}")
+        if target_threshold is not None and not 0.0 <= target_threshold <= 1.0:
+            raise ValueError(f"loss.target_threshold: expected null or a value in [0, 1], got {target_threshold}")
+        positive("two_hot_scale", two_hot_scale)
         self.num_classes = num_classes
         self.label_smoothing = float(label_smoothing)
         self.target_threshold = target_threshold

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mixbench.losses.cross_entropy import smooth_targets
-from mixbench.mixups.base import MixBatch
+from mixbench.mixups.base import MixBatch, non_negative
 from mixbench.registry import LOSSES
 
 MODES = ("both", "less", "more")
@@ -46,11 +46,13 @@ class DecoupledMixupLoss:
                  lam_idx: float = 1.0, label_smoothing: float = 0.0):
         if mode not in MODES:
             raise ValueError(f"loss.mode: expected one of {MODES}, got {mode!r}")
+        if not 0.0 <= thr <= 1.0:
+            raise ValueError(f"loss.thr: expected a value in [0, 1] (an anchor weight), got {thr}")
         self.num_classes = num_classes
-        self.eta = float(eta)
+        self.eta = non_negative("eta", eta)
         self.mode = mode
         self.thr = float(thr)
-        self.lam_idx = float(lam_idx)
+        self.lam_idx = non_negative("lam_idx", lam_idx)
         self.label_smoothing = float(label_smoothing)
 
     def etas(self, lam_a: Tensor, lam_b: Tensor) -> tuple[Tensor, Tensor]:

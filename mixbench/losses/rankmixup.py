@@ -15,13 +15,12 @@ mixed-label CE. Per-row losses are returned so that their plain mean over all NÂ
 
 from __future__ import annotations
 
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from mixbench.errors import ConfigError
-from mixbench.mixups.base import MixBatch
+from mixbench.mixups.base import MixBatch, non_negative
 from mixbench.registry import LOSSES
 
 EXTRA_KEY = "rank_mixup"
@@ -72,8 +71,8 @@ class RankMixupLoss:
             raise ValueError(f"loss.mode: expected 'mrl' or 'ndcg', got {mode!r}")
         self.num_classes = num_classes
         self.mode = mode
-        self.alpha = float(alpha)
-        self.margin = float(margin)
+        self.alpha = non_negative("alpha", alpha)
+        self.margin = non_negative("margin", margin)
 
     def __call__(self, logits: Tensor, batch: MixBatch) -> Tensor:
         n, m = split_groups(logits, batch)

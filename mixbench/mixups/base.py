@@ -120,6 +120,14 @@ def positive(name: str, value: float) -> float:
     return float(value)
 
 
+def non_negative(name: str, value: float) -> float:
+    """``value`` as a float if it is ≥ 0 (a weight, or an α where 0 turns the policy off as in timm), else a
+    ``ValueError`` naming the option: a negative α is a mistake, not another way to say "off"."""
+    if not float(value) >= 0:
+        raise ValueError(f"{name}: expected a value ≥ 0, got {value}")
+    return float(value)
+
+
 def pair_batch(inputs: Tensor, labels: Tensor, num_classes: int, index: Tensor, weight: Tensor,
                partner_weight: Tensor | None = None, batch_type: type[MixBatch] = MixBatch, **fields: Any) -> MixBatch:
     """The two-source batch of most policies: source 0 the anchor (identity), source 1 the partner ``index``,
@@ -203,9 +211,11 @@ class MixPolicy:
 
     def __init__(self, alpha: float = 1.0, prob: float = 1.0, partner: str = "perm", *, check_alpha: bool = True):
         """``check_alpha``: reject α ≤ 0 here, at build time, since Beta(α, α) needs α > 0; subclasses where
-        α ≤ 0 means "off" or α may be unused pass ``False`` and check it themselves."""
+        α = 0 means "off" or α may be unused pass ``False``, and then only a negative α is rejected."""
         if check_alpha:
             positive("alpha", alpha)
+        else:
+            non_negative("alpha", alpha)
         if partner not in PARTNERS:
             raise ValueError(f"partner: expected one of {PARTNERS}, got {partner!r}")
         if not 0.0 <= prob <= 1.0:

@@ -54,7 +54,8 @@ class CutMix(SampledPolicy):
     The label weight of the anchor is the realised (border-clipped) anchor area, as in every reference.
 
     Args:
-        alpha: Beta(α, α) parameter (official 1.0; OpenMixup CIFAR-100 uses 0.2).
+        alpha: Beta(α, α) parameter (official 1.0; OpenMixup CIFAR-100 uses 0.2); 0 disables mixing, < 0 is an
+            error.
         prob: probability of mixing a batch (official CIFAR recipe: 0.5).
         partner: ``perm`` (official, OpenMixup, mmpretrain), ``flip`` (timm) or ``roll`` (torchvision v2).
         cutmix_minmax: ``[min, max]`` box side ratios (timm/mmpretrain "min-max CutMix"): box sides drawn

@@ -38,7 +38,7 @@ class Mixup(SampledPolicy):
     """Mixup (Zhang et al., ICLR 2018): λ ~ Beta(α, α) once per batch, x̃ = λx + (1−λ)x_π.
 
     Args:
-        alpha: Beta(α, α) parameter; α ≤ 0 disables mixing (λ = 1) like the official code.
+        alpha: Beta(α, α) parameter; α = 0 disables mixing (λ = 1) like the official code; α < 0 is an error.
             Default 1.0 (official CIFAR value and OpenMixup's CIFAR-100 setting).
         prob: probability of mixing a batch.
         partner: ``perm`` (official, OpenMixup, mmpretrain), ``flip`` (timm) or ``roll`` (torchvision v2).
@@ -53,7 +53,7 @@ class Mixup(SampledPolicy):
         self.per_sample = bool(per_sample)
 
     def sample_lam(self, n: int, ctx: MixContext, device: torch.device) -> Tensor:
-        if self.alpha <= 0:
+        if self.alpha == 0:
             return torch.ones(n, device=device)
         if self.per_sample:
             return sample_beta(self.alpha, n, ctx.generator, device)

@@ -20,7 +20,7 @@ from torch import Tensor
 
 from mixbench.mixups._ops import (SampledPolicy, blend, box_area_fraction, box_from_lam, box_mask, host_boxes,
                                   host_rows, overwrite_rows, paste_row, rand_box_minmax, rand_center)
-from mixbench.mixups.base import MixBatch, MixContext, pair_batch, sample_beta
+from mixbench.mixups.base import MixBatch, MixContext, non_negative, pair_batch, sample_beta
 from mixbench.registry import MIXUPS
 
 MODES = ("batch", "pair", "elem")
@@ -31,8 +31,8 @@ class TimmMix(SampledPolicy):
     """timm's Mixup/CutMix switch (DeiT recipe: mixup_alpha 0.8, cutmix_alpha 1.0, switch_prob 0.5).
 
     Args:
-        mixup_alpha: Mixup Beta(α, α); mixup is active if > 0.
-        cutmix_alpha: CutMix Beta(α, α); cutmix is active if > 0 (forced to 1.0 with ``cutmix_minmax``).
+        mixup_alpha: Mixup Beta(α, α); mixup is active if > 0, off if 0 (negative is an error).
+        cutmix_alpha: CutMix Beta(α, α); cutmix is active if > 0, off if 0 (forced to 1.0 with ``cutmix_minmax``).
         cutmix_minmax: ``[min, max]`` box side ratios; box drawn inside the image, λ = realised area.
         prob: probability of mixing each batch (``batch``), pair (``pair``) or sample (``elem``).
         switch_prob: probability of CutMix instead of Mixup when both are active.
@@ -51,6 +51,8 @@ class TimmMix(SampledPolicy):
                  cutmix_minmax: Sequence[float] | None = None, prob: float = 1.0, switch_prob: float = 0.5,
                  mode: str = "batch", correct_lam: bool = True, label_smoothing: float = 0.0,
                  partner: str = "flip"):
+        mixup_alpha = non_negative("mixup_alpha", mixup_alpha)
+        cutmix_alpha = non_negative("cutmix_alpha", cutmix_alpha)
         super().__init__(alpha=mixup_alpha, prob=prob, partner=partner, check_alpha=False)
         if mode not in MODES:
             raise ValueError(f"mode: expected one of {MODES}, got {mode!r}")

@@ -30,6 +30,7 @@ loses nothing and duplicates nothing.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import re
@@ -45,6 +46,7 @@ from typing import Any, Callable, Sequence
 import pandas as pd
 import yaml
 
+from mixbench.config.schema import RANGES
 from mixbench.errors import ConfigError
 from mixbench.results.aggregate import DEFAULT_BY, Board, aggregate
 from mixbench.results.record import METRIC_DEFS
@@ -118,6 +120,7 @@ def _seeds(value, what: str, path: Path) -> list[int]:
     seeds = _as_list(value, what, path)
     if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
         raise ConfigError(f"{path}: '{what}' must be a non-empty list of ints, got {value!r}")
+    RANGES["seed"].check(what, seeds, str(path))  # the range of a run's seed
     return seeds
 
 
@@ -235,11 +238,30 @@ def pending(suite: Suite) -> list[tuple[SuiteRun, int]]:
 # ------------------------------------------------------------------------------------------------- running
 
 
-def check_configs(suite: Suite, todo: list[tuple[SuiteRun, int]]) -> None:
+def check_configs(suite: Suite, todo: list[tuple[SuiteRun, int]], validate: bool = True) -> None:
+    """Every entry to run exists and, with ``validate``, composes and validates with its overrides and its
+    data checks pass, so that a typo in any entry stops the suite before anything trains."""
     missing = sorted({run.config for run, _ in todo if not Path(run.config).is_file()})
     if missing:
         raise ConfigError(f"{suite.path}: config '{missing[0]}' does not exist"
                           + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+    if not validate:
+        return
+    from mixbench.config import check_data, load_config
+
+    seen_data: set[str] = set()
+    for run in {run.label: run for run, _ in todo}.values():  # each entry once: load_suite checked the seeds
+        i = suite.runs.index(run)
+        # the entry's own training command without its train_cmd prefix: config, overrides, seed, work_dir
+        config, *overrides = suite.command(run, run.seeds[0], train_cmd=())
+        try:
+            cfg, source = load_config(config, overrides)
+            data_key = json.dumps(cfg["data"], sort_keys=True, default=str)
+            if data_key not in seen_data:  # entries that differ only in the method read the same data
+                seen_data.add(data_key)
+                check_data(cfg, source)
+        except ConfigError as exc:
+            raise ConfigError(f"{suite.path}: runs[{i}] ({run.label}): {exc}") from None
 
 
 def run_local(cmd: Sequence[str], log_path: Path) -> int:
@@ -292,7 +314,7 @@ def _raise_on_signal(signum, frame):  # SIGTERM/SIGHUP become an exception, so t
 
 
 def run_suite(suite: Suite, *, launcher: str = "local", train_cmd: Sequence[str] = TRAIN_CMD,
-              dry_run: bool = False, recheck: bool = False, only: Sequence[str] = (),
+              dry_run: bool = False, recheck: bool = False, only: Sequence[str] = (), validate: bool = True,
               echo: Callable[[str], None] = print) -> int:
     """Run every missing (entry, seed) of ``suite``; returns the number of runs that failed.
 
@@ -304,6 +326,8 @@ def run_suite(suite: Suite, *, launcher: str = "local", train_cmd: Sequence[str]
         recheck: also invoke the trainer for finished runs (it is a no-op for them unless the composed
             config changed, e.g. after editing a group file the suite digest does not cover).
         only: restrict to these entry labels.
+        validate: compose and validate every entry to run before the first one starts (see
+            :func:`check_configs`); off only for a ``train_cmd`` that does not take mixbench configs.
     """
     missing = pending(suite)
     todo = [(r, s) for r in suite.runs for s in r.seeds] if recheck else missing
@@ -316,7 +340,7 @@ def run_suite(suite: Suite, *, launcher: str = "local", train_cmd: Sequence[str]
     echo(f"suite {suite.name}: {total - len(missing)}/{total} runs finished, {len(todo)} to run ({launcher})")
     if not todo:
         return 0
-    check_configs(suite, todo)
+    check_configs(suite, todo, validate)
     cmds = [(run, seed, suite.command(run, seed, train_cmd)) for run, seed in todo]
     if dry_run:
         for _, _, cmd in cmds:
