@@ -8,6 +8,7 @@ The range checks behind them are tested one key at a time below.
 from __future__ import annotations
 
 import copy
+import json
 import math
 import os
 import subprocess
@@ -375,11 +376,14 @@ def test_multirun_cfg_prints_every_job(capsys: pytest.CaptureFixture) -> None:
 
 
 def test_a_run_with_no_full_batch_is_never_recorded(tmp_path: Path) -> None:
-    """Past the checks (a caller of ``engine.run.train`` that skipped :func:`check_data`), the loader refuses."""
+    """Past the checks (a caller of ``engine.run.train`` that skipped :func:`check_data`), the loader refuses,
+    and the run is recorded as failed, never as finished."""
     from mixbench.engine.run import train
 
     cfg, _ = load_config(DIGITS, [f"work_dir={tmp_path}", "schedule.epochs=1", "runtime.wandb=off",
                                   "runtime.tensorboard=false", "+data.params.train_size=10"])
     with pytest.raises(ConfigError, match="data.batch_size=64"):
         train(cfg)
-    assert not list(tmp_path.rglob("record.json"))
+    records = [json.loads(p.read_text()) for p in tmp_path.rglob("record.json")]
+    assert [r["status"] for r in records] == ["failed"]
+    assert "data.batch_size=64" in records[0]["error"]
