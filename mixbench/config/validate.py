@@ -18,7 +18,8 @@ from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
 from mixbench.config.compose import ConfigSource
-from mixbench.config.schema import CHOICES, NON_SEMANTIC_KEYS, TrainCfg
+from mixbench.config.schema import CHOICES, DEFAULT_TASK, NON_SEMANTIC_KEYS, TrainCfg
+from mixbench.config.task import check_task, fill_task_defaults
 from mixbench.errors import ConfigError
 from mixbench.registry import (BACKBONES, DATASETS, HEADS, LOSSES, MIXUPS, MODELS, accepted_options,
                                build, check_options, closest, lookup)
@@ -123,11 +124,13 @@ def validate(raw: Mapping[str, Any], source: ConfigSource) -> dict:
     """The validated config as a plain dict with every default filled in."""
     cfg = apply_schema(raw, source)
     check_choices(cfg, source)
+    fill_task_defaults(cfg, source)
     check_components(cfg, source)
+    check_task(cfg, source)
     return cfg
 
 
-UNSET_IS_ABSENT = ("data.resize", "data.randaugment")
+UNSET_IS_ABSENT = ("data.resize", "data.randaugment", "data.holdout", "data.label_noise")
 
 
 def semantic_view(cfg: Mapping[str, Any]) -> dict:
@@ -147,6 +150,8 @@ def semantic_view(cfg: Mapping[str, Any]) -> dict:
             node = node.get(p, {})
         if node.get(leaf, 0) is None:
             node.pop(leaf)
+    if out.get("task") == DEFAULT_TASK:
+        out.pop("task")
     return out
 
 

@@ -22,8 +22,8 @@ import yaml
 
 from mixbench.config.validate import config_hash, run_dir_of
 from mixbench.engine import dist
-from mixbench.engine.report import (base_record, environment, now, peak_memory, read_metrics, summarise_metrics,
-                                    timing, truncate_metrics)
+from mixbench.engine.report import (base_record, environment, now, peak_memory, read_metrics, summarise_run, timing,
+                                    truncate_metrics)
 from mixbench.errors import ConfigError
 from mixbench.results.record import atomic_write_text, read_record, validate_record, write_record
 
@@ -135,6 +135,7 @@ def train(cfg: Mapping[str, Any], source: str = "", *, force: bool = False) -> R
     try:
         runner = build_runner(cfg, run_dir, device=device, info=info, resume=action == "resume",
                               wandb_run=wandb_run, source=source)
+        record.update(runner.mixbench_data.info)
         if info.is_main:
             write_record(rec_path, record)
         if device.type == "cuda":
@@ -151,7 +152,7 @@ def train(cfg: Mapping[str, Any], source: str = "", *, force: bool = False) -> R
             dist.barrier()
         record["finished"] = now()
         rows = read_metrics(metrics_path) if info.is_main else []
-        record["metrics"] = summarise_metrics(rows, cfg["eval"]["median_last_k"])
+        record.update(summarise_run(rows, cfg))
         record["time"] = timing(rows, time.perf_counter() - t_start)
         record["memory"] = peak_memory(device)
         if info.is_main:

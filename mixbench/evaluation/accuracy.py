@@ -10,9 +10,9 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import torch
-from mmengine.evaluator import BaseMetric
 from torch import Tensor
 
+from mixbench.evaluation.specs import MetricSpec, SpecMetric, topk_key
 from mixbench.registry import METRICS
 
 
@@ -25,7 +25,7 @@ def topk_correct(logits: Tensor, labels: Tensor, topk: Sequence[int]) -> list[in
 
 
 @METRICS.register_module("accuracy")
-class Accuracy(BaseMetric):
+class Accuracy(SpecMetric):
     """Top-k accuracy as a fraction in [0, 1] (``top1``, ``top5``...); k larger than the class count is dropped.
 
     Args:
@@ -34,6 +34,11 @@ class Accuracy(BaseMetric):
     """
 
     default_prefix = ""
+
+    @classmethod
+    def spec(cls, key: str) -> MetricSpec | None:
+        k = topk_key(key)
+        return None if k is None else MetricSpec("higher", "fraction", "{:.2f}", f"top-{k}")
 
     def __init__(self, topk: Sequence[int] = (1, 5), num_classes: int | None = None, **kwargs: Any):
         super().__init__(**kwargs)

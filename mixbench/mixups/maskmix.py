@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from mixbench.mixups._ops import SampledPolicy, blend
-from mixbench.mixups.base import MixBatch, MixContext, pair_batch, sample_beta
+from mixbench.mixups.base import ANY_TARGETS, MixBatch, MixContext, pair_batch, sample_beta
 from mixbench.registry import MIXUPS
 
 
@@ -59,6 +59,8 @@ class MaskMix(SampledPolicy):
         partner: ``perm`` (references), ``flip`` or ``roll``.
         mask_patch_size: grid cell side in pixels (official DeiT 56 on 224 px = 4×4 cells; OpenMixup 64).
     """
+
+    tasks = ANY_TARGETS
 
     def __init__(self, alpha: float = 1.0, prob: float = 1.0, partner: str = "perm", mask_patch_size: int = 56):
         super().__init__(alpha=alpha, prob=prob, partner=partner)

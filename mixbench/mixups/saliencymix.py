@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mixbench.mixups._ops import SampledPolicy, box_from_lam
-from mixbench.mixups.base import MixBatch, MixContext, sample_beta
+from mixbench.mixups.base import ANY_TARGETS, MixBatch, MixContext, sample_beta
 from mixbench.mixups.cutmix import paste_boxes
 from mixbench.registry import MIXUPS
 
@@ -81,6 +81,8 @@ class SaliencyMix(SampledPolicy):
         per_sample: one λ and box per sample, each at its own partner's peak (references: one per batch).
         window: Hann-window the image before the FFT so the border does not look salient (see above).
     """
+
+    tasks = ANY_TARGETS
 
     def __init__(self, alpha: float = 1.0, prob: float = 1.0, partner: str = "perm", per_sample: bool = False,
                  window: bool = False):
