@@ -59,17 +59,18 @@ def main(argv: Sequence[str]) -> int:
     from mixbench.engine import compat
     from mixbench.engine.builder import build_data
     from mixbench.engine.dist import DistInfo, select_device
-    from mixbench.evaluation.accuracy import Accuracy, evaluate
+    from mixbench.config.task import build_task
+    from mixbench.evaluation.accuracy import evaluate
     from mixbench.models.classifier import build_classifier
 
     compat.apply()
     device = select_device(cfg["runtime"]["device"], DistInfo())
     data = build_data(cfg, device, DistInfo(), train=False)
-    model = build_classifier(cfg, num_classes=data.num_classes, in_chans=data.in_chans, mean=data.mean,
+    model = build_classifier(cfg, num_classes=data.num_outputs, in_chans=data.in_chans, mean=data.mean,
                              std=data.std, source=str(source.experiment_file))
     load_weights(model, args.checkpoint)
     model.to(device)
-    metrics = evaluate(model, data.val, Accuracy(topk=cfg["eval"]["topk"], num_classes=data.num_classes))
+    metrics = evaluate(model, data.val, build_task(cfg).metrics(cfg, data.num_outputs))
     out = args.out or os.path.join(os.path.dirname(os.path.abspath(args.checkpoint)), "test_metrics.json")
     payload = {"checkpoint": os.path.abspath(args.checkpoint), "dataset": cfg["data"]["type"], "split": "val",
                "images": len(data.val.dataset), "metrics": metrics}

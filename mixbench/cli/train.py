@@ -45,8 +45,9 @@ def format_summary(result: Any) -> str:
              f"  method {rec.get('method')} {rec.get('method_params')}  backbone {rec.get('backbone')}  "
              f"dataset {rec.get('dataset')}  epochs {rec.get('epochs')}  seed {rec.get('seed')}"]
     for name, m in sorted(rec.get("metrics", {}).items()):
+        selected = f"  selected (epoch {m['selected_epoch']}) {m['selected']:.4f}" if "selected" in m else ""
         lines.append(f"  {name:<5}  final {m['final']:.4f}  best {m['best']:.4f}  "
-                     f"median(last {m.get('k', '?')}) {m['median_last_k']:.4f}")
+                     f"median(last {m.get('k', '?')}) {m['median_last_k']:.4f}{selected}")
     t = rec.get("time") or {}
     if t:
         lines.append(f"  time   {t.get('wall_s', 0):.1f} s train+val  ({t.get('train_images_per_s', 0):.0f} "

@@ -22,12 +22,14 @@ from torch.utils.data import Dataset
 from mixbench.errors import ConfigError
 
 SPLITS = ("train", "val")
+# Datasets that ship their own held-out split (``data.holdout: dataset``) also accept ``heldout``.
+SPLITS_WITH_HELDOUT = SPLITS + ("heldout",)
 
 
-def check_split(split: str, name: str) -> None:
-    """Raise a one-line :class:`ConfigError` unless ``split`` is ``train`` or ``val``."""
-    if split not in SPLITS:
-        raise ConfigError(f"data.split: dataset '{name}' has splits {list(SPLITS)}, got {split!r}")
+def check_split(split: str, name: str, splits: tuple[str, ...] = SPLITS) -> None:
+    """Raise a one-line :class:`ConfigError` unless ``split`` is one of ``splits`` (``train``/``val``)."""
+    if split not in splits:
+        raise ConfigError(f"data.split: dataset '{name}' has splits {list(splits)}, got {split!r}")
 
 
 def require_path(path: str | Path, name: str, layout: str) -> Path:

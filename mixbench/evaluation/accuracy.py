@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import torch
+from mmengine.evaluator import BaseMetric
 from torch import Tensor
 
 from mixbench.evaluation.specs import MetricSpec, SpecMetric, topk_key
@@ -57,11 +58,17 @@ class Accuracy(SpecMetric):
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, loader: Any, metric: Accuracy) -> dict[str, float]:
-    """Run ``model`` in predict mode over ``loader`` and return the metric (single process)."""
+def evaluate(model: torch.nn.Module, loader: Any, metrics: Sequence[BaseMetric]) -> dict[str, float]:
+    """Run ``model`` in predict mode over ``loader`` once and return every metric's values (single process)."""
     model.eval()
-    metric.results.clear()
+    for metric in metrics:
+        metric.results.clear()
     for data in loader:
         data = model.data_preprocessor(data, False)
-        metric.process(None, model(**data, mode="predict"))
-    return metric.compute_metrics(metric.results)
+        outputs = model(**data, mode="predict")
+        for metric in metrics:
+            metric.process(None, outputs)
+    out: dict[str, float] = {}
+    for metric in metrics:
+        out.update(metric.compute_metrics(metric.results))
+    return out

@@ -21,11 +21,18 @@ def _flat(outputs: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
     return outputs.float().reshape(n, -1), targets.float().reshape(n, -1)
 
 
-@LOSSES.register_module("mse")
-class MeanSquaredError:
-    """Per-sample mean squared error between the outputs and the (mixed) float targets."""
+class RegressionLoss:
+    """Base of the regression losses: no options (an explicit signature, so the builder passes none)."""
 
     tasks = ("regression",)
+
+    def __init__(self) -> None:
+        super().__init__()
+
+
+@LOSSES.register_module("mse")
+class MeanSquaredError(RegressionLoss):
+    """Per-sample mean squared error between the outputs and the (mixed) float targets."""
 
     def __call__(self, outputs: Tensor, batch: MixBatch) -> Tensor:
         y_hat, y = _flat(outputs, batch.targets)
@@ -33,10 +40,8 @@ class MeanSquaredError:
 
 
 @LOSSES.register_module("l1")
-class MeanAbsoluteError:
+class MeanAbsoluteError(RegressionLoss):
     """Per-sample mean absolute error between the outputs and the (mixed) float targets."""
-
-    tasks = ("regression",)
 
     def __call__(self, outputs: Tensor, batch: MixBatch) -> Tensor:
         y_hat, y = _flat(outputs, batch.targets)

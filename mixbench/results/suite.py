@@ -47,7 +47,7 @@ import yaml
 
 from mixbench.errors import ConfigError
 from mixbench.results.aggregate import DEFAULT_BY, Board, aggregate
-from mixbench.results.record import METRIC_DEFS
+from mixbench.results.record import METRIC_DEFS, OPTIONAL_METRIC_DEFS
 from mixbench.results.store import Store, scan
 
 log = logging.getLogger("mixbench.results")
@@ -89,7 +89,7 @@ class Suite:
     runs: list[SuiteRun]
     reference_source: str | None = None
     slurm: dict[str, Any] = field(default_factory=dict)
-    higher_is_better: bool = True
+    higher_is_better: bool | None = None  # None: the direction the records store
 
     def run_dir(self, run: SuiteRun) -> Path:
         return self.work_dir / run.dirname
@@ -143,8 +143,9 @@ def load_suite(path: str | os.PathLike) -> Suite:
     if unknown:
         raise ConfigError(f"{path}: unknown key '{unknown[0]}'; valid: {', '.join(sorted(_SUITE_KEYS))}")
     definition = data.get("definition", "median_last_k")
-    if definition not in METRIC_DEFS:
-        raise ConfigError(f"{path}: definition '{definition}' unknown; valid: {', '.join(METRIC_DEFS)}")
+    if definition not in METRIC_DEFS + OPTIONAL_METRIC_DEFS:
+        raise ConfigError(f"{path}: definition '{definition}' unknown; valid: "
+                          f"{', '.join(METRIC_DEFS + OPTIONAL_METRIC_DEFS)}")
     seeds = _seeds(data.get("seeds", [0]), "seeds", path)
     common = [str(o) for o in _as_list(data.get("overrides"), "overrides", path)]
     raw_runs = data.get("runs")
@@ -182,7 +183,7 @@ def load_suite(path: str | os.PathLike) -> Suite:
                  metric=str(data.get("metric", "top1")), definition=definition,
                  by=[str(b) for b in _as_list(data.get("by", list(DEFAULT_BY)), "by", path)],
                  overrides=common, runs=runs, reference_source=data.get("reference_source"), slurm=slurm,
-                 higher_is_better=bool(data.get("higher_is_better", True)))
+                 higher_is_better=None if data.get("higher_is_better") is None else bool(data["higher_is_better"]))
 
 
 # ---------------------------------------------------------------------------------------------------- state
