@@ -56,10 +56,10 @@ def main(argv: Sequence[str]) -> int:
     args = p.parse_intermixed_args(list(argv))
     cfg, source = load_config(args.config, args.overrides)
 
+    from mixbench.config.task import build_task
     from mixbench.engine import compat
     from mixbench.engine.builder import build_data
     from mixbench.engine.dist import DistInfo, select_device
-    from mixbench.config.task import build_task
     from mixbench.evaluation.accuracy import evaluate
     from mixbench.models.classifier import build_classifier
 
