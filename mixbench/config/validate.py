@@ -1,4 +1,4 @@
-"""Strict validation of a composed config, and its hash (DESIGN §2, §6).
+"""Strict validation of a composed config, and its hash (docs/architecture.md, "Configs").
 
 Every check raises a one-line :class:`ConfigError` that names the key, the value and the file it came from
 (or the closest valid names), so the CLI can print it and exit with status 2.

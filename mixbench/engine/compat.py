@@ -1,4 +1,4 @@
-"""The four known breakages of mmengine 0.10.7 on current torch/setuptools, and their workarounds (DESIGN §8).
+"""The four known breakages of mmengine 0.10.7 on current torch/setuptools, and their workarounds (docs/architecture.md, "Environment notes").
 
 1. **Checkpoint loading.** torch ≥ 2.6 defaults ``torch.load(weights_only=True)``; mmengine's local loader
    does not pass ``weights_only`` and its checkpoints pickle a ``HistoryBuffer`` and numpy objects, so

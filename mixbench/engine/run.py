@@ -1,4 +1,4 @@
-"""Train one run end to end: run dir, no-op/resume/retrain decision, Runner, record (DESIGN §6).
+"""Train one run end to end: run dir, no-op/resume/retrain decision, Runner, record (docs/architecture.md, "Run directory and record").
 
 The run dir ``<work_dir>/<experiment>/<config_hash>-s<seed>/`` is a pure function of the config, so every
 DDP rank and every rerun of the same command finds the same directory. It holds ``config.yaml`` (the

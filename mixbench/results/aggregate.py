@@ -1,4 +1,4 @@
-"""Aggregate runs into a leaderboard (DESIGN §7).
+"""Aggregate runs into a leaderboard (docs/architecture.md, "Leaderboards").
 
 Runs are grouped by (dataset, backbone, epochs, method) plus any parameters the user names; each group
 reports mean ± sample std over its seeds, n, a 95% confidence interval of the mean from the t-distribution

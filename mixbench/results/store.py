@@ -1,7 +1,7 @@
 """The results store: every ``record.json`` under one or more work dirs, as one pandas table.
 
 A store is read-only and rebuilt from disk each time, so it can never disagree with the run records
-(DESIGN §6). Each record is validated against the versioned schema; a corrupt or partial one is skipped
+(docs/architecture.md, "Run directory and record"). Each record is validated against the versioned schema; a corrupt or partial one is skipped
 with a one-line warning naming the file, and the reason is kept in :attr:`Store.skipped` so boards can
 list it. Which runs enter a board (finished, finite metric) is decided by :mod:`mixbench.results.aggregate`
 because "NaN" depends on the metric definition the board uses.
