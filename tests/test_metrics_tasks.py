@@ -164,3 +164,18 @@ def test_cmixup_mixes_inputs_and_targets_linearly():
     b = policy.mix_with(x, y, 2, lam, index).bind(WeightedTargets())
     torch.testing.assert_close(b.inputs, 0.3 * x + 0.7 * x[index])
     torch.testing.assert_close(b.targets, 0.3 * y + 0.7 * y[index])
+
+
+def test_reliability_bins_and_diagram(logits_labels, tmp_path):
+    from mixbench.evaluation.calibration import draw_reliability, reliability_bins
+
+    z, y = logits_labels
+    p = softmax_np(z)
+    conf, hit = p.max(1), p.argmax(1) == y
+    b = reliability_bins(torch.tensor(z), torch.tensor(y))
+    assert b["count"].sum() == 400
+    top = (conf > 14 / 15) & (conf <= 1.0)
+    assert b["count"][14] == top.sum()
+    assert b["accuracy"][14].item() == pytest.approx(hit[top].mean())
+    draw_reliability(torch.tensor(z), torch.tensor(y), str(tmp_path / "r.png"), temperature=1.5)
+    assert (tmp_path / "r.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

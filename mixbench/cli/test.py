@@ -1,8 +1,9 @@
 """``mixbench test CONFIG --checkpoint PATH [key=value ...] [--out FILE]`` — evaluate a checkpoint.
 
 Builds the model of CONFIG (with the same overrides as the training run), loads the weights of PATH (a
-mixbench checkpoint or a plain state dict), evaluates on the validation split and prints the metrics; they
-are also written as JSON to ``--out`` (default: ``test_metrics.json`` next to the checkpoint).
+mixbench checkpoint or a plain state dict), evaluates on the validation split and prints the task's metrics; they
+are also written as JSON to ``--out`` (default: ``test_metrics.json`` next to the checkpoint). A classification
+checkpoint also gets its reliability diagram, ``reliability.png`` next to the JSON file.
 """
 
 from __future__ import annotations
@@ -70,13 +71,18 @@ def main(argv: Sequence[str]) -> int:
                              std=data.std, source=str(source.experiment_file))
     load_weights(model, args.checkpoint)
     model.to(device)
-    metrics = evaluate(model, data.val, build_task(cfg).metrics(cfg, data.num_outputs))
+    metric_objs = build_task(cfg).metrics(cfg, data.num_outputs)
+    metrics = evaluate(model, data.val, metric_objs)
     out = args.out or os.path.join(os.path.dirname(os.path.abspath(args.checkpoint)), "test_metrics.json")
     payload = {"checkpoint": os.path.abspath(args.checkpoint), "dataset": cfg["data"]["type"], "split": "val",
                "images": len(data.val.dataset), "metrics": metrics}
     from mixbench.results.record import atomic_write_text
 
     atomic_write_text(out, json.dumps(payload, indent=2))
+    for m in metric_objs:
+        if hasattr(m, "draw"):  # the reliability diagram of a classifier
+            m.draw(os.path.join(os.path.dirname(os.path.abspath(out)), "reliability.png"),
+                   f"{cfg['mixup']['type']} on {cfg['data']['type']}")
     print("  ".join(f"{k} {v:.4f}" for k, v in metrics.items()) + f"  ({payload['images']} images)  -> {out}")
     return 0
 

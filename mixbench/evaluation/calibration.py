@@ -84,6 +84,48 @@ def calibration_metrics(logits: Tensor, labels: Tensor, n_bins: int = N_BINS) ->
     }
 
 
+def reliability_bins(logits: Tensor, labels: Tensor, n_bins: int = N_BINS) -> dict[str, Tensor]:
+    """Per equal-width confidence bin: ``count``, mean ``confidence`` and ``accuracy`` (NaN for empty bins)."""
+    p = F.softmax(logits.double(), dim=1)
+    conf, pred = p.max(1)
+    bins = width_bins(conf, n_bins)
+    count = torch.bincount(bins, minlength=n_bins).double()
+
+    def mean(values: Tensor) -> Tensor:  # NaN for empty bins (0 / 0)
+        return torch.bincount(bins, weights=values, minlength=n_bins) / count
+
+    return {"count": count, "confidence": mean(conf), "accuracy": mean((pred == labels.long()).double())}
+
+
+def draw_reliability(logits: Tensor, labels: Tensor, path: str, title: str = "",
+                     temperature: float | None = None) -> None:
+    """Reliability diagram (accuracy per confidence bin against the diagonal, with the ECE) as a PNG; with a
+    ``temperature``, the scaled model's bins are drawn next to the raw ones."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    edges = torch.linspace(0, 1, N_BINS + 1)
+    width = float(edges[1] - edges[0])
+    fig, ax = plt.subplots(figsize=(4.2, 4.2), dpi=120)
+    curves = [("raw", logits, "tab:blue")]
+    if temperature is not None:
+        curves.append((f"T = {temperature:.2f}", logits / temperature, "tab:orange"))
+    bar = width / len(curves)  # side by side within each bin
+    for k, (name, z, color) in enumerate(curves):
+        b = reliability_bins(z, labels)
+        ece = calibration_metrics(z, labels)["ece"]
+        ax.bar((edges[:-1] + bar * (k + 0.5)).numpy(), torch.nan_to_num(b["accuracy"]).numpy(), width=bar,
+               color=color, alpha=0.75, label=f"{name}: ECE {100 * ece:.2f}%")
+    ax.plot([0, 1], [0, 1], color="black", linewidth=1, linestyle="--")
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence", ylabel="accuracy", title=title or "reliability")
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def fit_temperature(logits: Tensor, labels: Tensor, max_iter: int = 100) -> float:
     """The T > 0 minimising NLL(softmax(logits / T), labels), by LBFGS on log T (init T = 1)."""
     z, y = logits.detach().double(), labels.long()
@@ -134,6 +176,10 @@ class Calibration(SpecMetric):
     def process(self, data_batch: Any, data_samples: Sequence[dict]) -> None:
         for out in data_samples:
             self.results.append({"logits": out["logits"].float().cpu(), "labels": out["labels"].cpu()})
+
+    def draw(self, path: str, title: str = "") -> None:
+        """Reliability diagram of the evaluated outputs (:func:`draw_reliability`)."""
+        draw_reliability(*gather_outputs(self.results), path, title, self.temperature)
 
     def compute_metrics(self, results: list[dict]) -> dict[str, float]:
         logits, labels = gather_outputs(results)

@@ -12,6 +12,7 @@ A suite file (``benchmarks/<suite>.yaml``)::
     by: [dataset, backbone, epochs, method]
     overrides: [schedule.epochs=10]   # for every run
     reference_source: OpenMixup docs/en/mixup_benchmarks/Mixup_cifar.md
+    claim: mixup is more robust than ERM at 60% label noise   # optional, stated on the board
     slurm: {timeout_min: 600, gpus_per_node: 1}   # submitit parameters for --launcher submitit
     runs:
       - config: configs/digits/mixup.yaml
@@ -54,7 +55,7 @@ log = logging.getLogger("mixbench.results")
 
 TRAIN_CMD = (sys.executable, "-m", "mixbench.cli.main", "train")
 _SUITE_KEYS = {"name", "title", "description", "work_dir", "out", "seeds", "metric", "definition", "by",
-               "overrides", "reference_source", "slurm", "runs", "higher_is_better"}
+               "overrides", "reference_source", "slurm", "runs", "higher_is_better", "claim"}
 _RUN_KEYS = {"config", "label", "overrides", "seeds", "reference"}
 
 
@@ -90,6 +91,7 @@ class Suite:
     reference_source: str | None = None
     slurm: dict[str, Any] = field(default_factory=dict)
     higher_is_better: bool | None = None  # None: the direction the records store
+    claim: str | None = None  # the published claim the suite tests, stated on its board
 
     def run_dir(self, run: SuiteRun) -> Path:
         return self.work_dir / run.dirname
@@ -183,7 +185,8 @@ def load_suite(path: str | os.PathLike) -> Suite:
                  metric=str(data.get("metric", "top1")), definition=definition,
                  by=[str(b) for b in _as_list(data.get("by", list(DEFAULT_BY)), "by", path)],
                  overrides=common, runs=runs, reference_source=data.get("reference_source"), slurm=slurm,
-                 higher_is_better=None if data.get("higher_is_better") is None else bool(data["higher_is_better"]))
+                 higher_is_better=None if data.get("higher_is_better") is None else bool(data["higher_is_better"]),
+                 claim=None if data.get("claim") is None else " ".join(str(data["claim"]).split()))
 
 
 # ---------------------------------------------------------------------------------------------------- state
@@ -370,6 +373,8 @@ def suite_board(suite: Suite) -> Board:
     board = aggregate(store, metric=suite.metric, definition=suite.definition, by=by, reference=reference,
                       higher_is_better=suite.higher_is_better, title=suite.title,
                       reference_source=suite.reference_source)
+    if suite.claim:
+        board.notes.insert(0, f"Claim tested: {suite.claim}")
     st = status_table(suite)
     missing = st[st["status"].isin(["missing"])]
     if len(missing):
