@@ -25,7 +25,7 @@ OPTIONS = {
     "switch": {"policies": [{"type": "mixup"}, {"type": "cutmix"}]},
     "maskmix": {"mask_patch_size": 4},
     "manifoldmix": {"layers": [1]},
-    "cmixup": {"bandwidth": 0.5},
+    "cmixup": {"bandwidth": 0.5, "scope": "batch"},
 }
 # Policies that read the model (signals, attention, relabelling) are exercised with their own models elsewhere.
 MODEL_FREE = sorted(n for n, p in MIXUPS.module_dict.items() if not p.needs and not p.relabels and n != "rankmixup")
@@ -83,6 +83,34 @@ def test_policy_under_task_builds_the_task_targets(task, name):
     else:
         expected = sum(w.view(N, 1) * y[i] for i, w in zip(b.indices, b.weights))
     torch.testing.assert_close(b.targets, expected)
+
+
+def test_cmixup_dataset_scope_mixes_with_partners_from_the_training_split():
+    """Partners come from the attached pool (raw, normalised by the model), the batch carries them appended,
+    and the loss sees λ·y + (1 − λ)·y_pool[j]."""
+    policy = build(MIXUPS, {"type": "cmixup", "bandwidth": 0.5}, "mixup")
+    model = tiny_model("regression", policy)
+    g = torch.Generator().manual_seed(5)
+    pool_x, pool_y = torch.randint(0, 255, (40, 3, H, H), generator=g, dtype=torch.uint8), torch.randn(40, D, generator=g)
+    policy.attach(pool_x, pool_y)
+    x, y = task_batch("regression")
+    seen = {}
+    inner = model.loss_fn
+
+    def spy(logits, batch):
+        seen["batch"] = batch
+        return inner(logits, batch)
+
+    model.loss_fn = spy
+    data = model.data_preprocessor({"inputs": x, "labels": y}, True)
+    assert torch.isfinite(model(**data, mode="loss")["loss"])
+    b = seen["batch"]
+    assert b.inputs.shape[0] == 2 * N and b.labels.shape == (2 * N, D) and b.layer == 0
+    partner_y = b.labels[N:]
+    where = [int((pool_y == row).all(1).nonzero()) for row in partner_y]  # each partner is a pool sample
+    torch.testing.assert_close(b.inputs[N:], pool_x[where].float())  # normalised by the model (mean 0, std 1)
+    lam = b.weights[0]
+    torch.testing.assert_close(b.targets, lam.view(-1, 1) * y + (1 - lam).view(-1, 1) * partner_y)
 
 
 MASK_POLICIES = ["cutmix", "fmix", "gridmix", "maskmix", "resizemix", "saliencymix", "smoothmix"]

@@ -118,7 +118,10 @@ class TensorImageDataset(ImageDataset):
     def __len__(self) -> int:
         return int(self.images.shape[0])
 
-    def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
+    def __getitem__(self, i: int) -> tuple[Tensor, int | Tensor]:
+        """``(image, label)``: an int class index, or the (D,) float target row of a regression set."""
+        if self.labels.dim() == 1 and not self.labels.is_floating_point():
+            return self.images[i], int(self.labels[i])
         return self.images[i], self.labels[i]
 
     def tensors(self) -> tuple[Tensor, Tensor]:

@@ -187,6 +187,8 @@ def build_runner(cfg: Mapping[str, Any], run_dir: str, *, device: torch.device, 
     task = build_task(cfg)
     model = build_classifier(cfg, num_classes=data.num_outputs, in_chans=data.in_chans, mean=data.mean,
                              std=data.std, source=source).to(device)
+    if hasattr(model.policy, "attach"):  # a policy that draws partners from the training split (cmixup)
+        model.policy.attach(*data.train.dataset.tensors())
     metrics = task.metrics(cfg, data.num_outputs)
     progress = rt["progress"] == "on" or (rt["progress"] == "auto" and sys_isatty())
     hooks: list[Any] = [

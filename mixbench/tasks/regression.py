@@ -15,13 +15,14 @@ from mixbench.tasks.base import Task
 
 
 class WeightedTargets:
-    """targets = Σ_k weights[k] · labels[indices[k]] for (N, D) float labels (float32)."""
+    """targets = Σ_k weights[k] · labels[indices[k]] for (M, D) float labels (float32); N = len(indices[k])
+    rows (M > N when a policy appends partner samples, as C-Mixup's dataset-level sampler does)."""
 
     def __call__(self, labels: Tensor, indices: Sequence[Tensor], weights: Sequence[Tensor]) -> Tensor:
         y = labels.float()
-        out = torch.zeros_like(y)
+        out = torch.zeros((indices[0].shape[0],) + tuple(y.shape[1:]), device=y.device)
         for idx, w in zip(indices, weights):
-            out = out + expand_as(w.float(), y) * y[idx]
+            out = out + expand_as(w.float(), out) * y[idx]
         return out
 
     def __repr__(self) -> str:
