@@ -32,6 +32,7 @@ MIXUPS = Registry("mixup", scope="mixbench")
 LOSSES = Registry("loss", scope="mixbench")
 METRICS = Registry("metric", parent=MM_METRICS, scope="mixbench")
 HOOKS = Registry("hook", parent=MM_HOOKS, scope="mixbench")
+TASKS = Registry("task", scope="mixbench")
 
 REGISTRIES: dict[str, Registry] = {
     "backbones": BACKBONES,
@@ -43,6 +44,7 @@ REGISTRIES: dict[str, Registry] = {
     "losses": LOSSES,
     "metrics": METRICS,
     "hooks": HOOKS,
+    "tasks": TASKS,
 }
 
 # Modules whose import fills the registries (decorators run at import time).
@@ -53,6 +55,7 @@ _COMPONENT_MODULES = (
     "mixbench.losses",
     "mixbench.evaluation",
     "mixbench.engine",
+    "mixbench.tasks",
 )
 
 

@@ -6,7 +6,7 @@ import torch
 
 from mixbench.config import load_config
 from mixbench.models.classifier import MixDataPreprocessor, build_classifier
-from mixbench.mixups.base import MixBatch, MixPolicy, identity_batch
+from mixbench.mixups.base import MixBatch, MixPolicy
 
 
 def _model(*overrides: str):
@@ -57,9 +57,8 @@ class _Recorder(MixPolicy):
         n = labels.shape[0]
         flip = torch.arange(n - 1, -1, -1)
         half = torch.full((n,), 0.5)
-        batch = identity_batch(inputs, labels, num_classes)
-        return MixBatch(inputs=inputs, targets=batch.targets, labels=labels, indices=[torch.arange(n), flip],
-                        weights=[half, half], layer=self.layer)
+        return MixBatch(inputs=inputs, labels=labels, indices=[torch.arange(n), flip], weights=[half, half],
+                        layer=self.layer)
 
 
 def test_feature_mixing_at_a_layer_uses_a_forward_hook() -> None:

@@ -13,6 +13,8 @@ from mixbench.errors import ConfigError
 
 EXPERIMENTS = experiment_files()
 GROUP_OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((DEFAULT_CONFIGS / g).glob("*.yaml"))]
+# options of the regression task: on the digits classification file they are a task mismatch, a config error
+OTHER_TASK_OPTIONS = {("task", "regression"), ("loss", "mse"), ("loss", "l1"), ("mixup", "cmixup")}
 
 
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: str(p.relative_to(DEFAULT_CONFIGS)))
@@ -31,6 +33,10 @@ def test_group_option_composes_and_validates(group: str, option: str, tmp_path: 
     overrides = [f"{group}={option}"]
     if raw["data"]["root"] is not None and not Path(raw["data"]["root"]).exists():
         overrides.append(f"data.root={tmp_path}")
+    if (group, option) in OTHER_TASK_OPTIONS:  # a regression option on the digits classification file
+        with pytest.raises(ConfigError, match=r"^(loss|mixup)\.type: .* but task '(classification|regression)'"):
+            load_config("configs/digits/mixup.yaml", overrides)
+        return
     try:
         cfg, _ = load_config("configs/digits/mixup.yaml", overrides)
     except ConfigError as exc:  # a mixup option may require a backbone other than the digits CNN

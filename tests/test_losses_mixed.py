@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mixbench.mixups.base import MixBatch, MixContext, soft_targets
+from mixbench.mixups.base import MixBatch, MixContext, OneHotTargets
 from mixbench.registry import LOSSES, MIXUPS, import_components
 
 import_components()
@@ -20,8 +20,8 @@ def two_source_batch(wa, wb, ya=None, yb_index=None):
     idx0 = torch.arange(n)
     idx1 = torch.roll(idx0, 1) if yb_index is None else torch.tensor(yb_index)
     weights = [torch.tensor(wa, dtype=torch.float32), torch.tensor(wb, dtype=torch.float32)]
-    return MixBatch(inputs=torch.zeros(n, 1, 2, 2), targets=soft_targets(labels, [idx0, idx1], weights, K),
-                    labels=labels, indices=[idx0, idx1], weights=weights)
+    return MixBatch(inputs=torch.zeros(n, 1, 2, 2), labels=labels, indices=[idx0, idx1], weights=weights,
+                    builder=OneHotTargets(K))
 
 
 def test_per_sample_weights_not_averaged_over_the_batch():

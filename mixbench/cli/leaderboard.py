@@ -14,7 +14,7 @@ import sys
 
 from mixbench.errors import ConfigError
 from mixbench.results.aggregate import DEFAULT_BY, aggregate
-from mixbench.results.record import METRIC_DEFS
+from mixbench.results.record import METRIC_DEFS, OPTIONAL_METRIC_DEFS
 from mixbench.results.render import parse_formats, to_markdown, write_board
 from mixbench.results.store import scan
 
@@ -27,9 +27,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "or 'params' for all of them (default: %(default)s); a group whose runs differ in "
                         "any other key of the config hash is split, one row per config (column Variant)")
     p.add_argument("--metric", default="top1", help="metric name in the records (default: %(default)s)")
-    p.add_argument("--definition", default="median_last_k", choices=METRIC_DEFS,
+    p.add_argument("--definition", default="median_last_k", choices=METRIC_DEFS + OPTIONAL_METRIC_DEFS,
                    help="which value of the metric per run (default: %(default)s)")
-    p.add_argument("--lower-is-better", action="store_true", help="rank ascending (losses, errors)")
+    p.add_argument("--lower-is-better", action="store_true",
+                   help="rank ascending; by default the direction the records store for the metric")
     p.add_argument("--format", default="md,csv,latex,html,png",
                    help="formats written to --out: md,csv,latex,html,png or all (default: %(default)s)")
     p.add_argument("--out", help="directory to write the board files into (default: print Markdown only)")
@@ -48,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         formats = parse_formats(args.format)
         board = aggregate(scan(args.work_dirs), metric=args.metric, definition=args.definition,
-                          by=args.by.split(","), higher_is_better=not args.lower_is_better, title=args.title)
+                          by=args.by.split(","), higher_is_better=False if args.lower_is_better else None,
+                          title=args.title)
         if not board.has_runs:
             print(f"warning: no run records under {', '.join(args.work_dirs)}; no board written", file=sys.stderr)
             return 1

@@ -2,8 +2,9 @@
 
 Builds the model of CONFIG (with the same overrides as the training run; CONFIG may also be the run dir's own
 ``config.yaml``), loads the weights of PATH (a mixbench checkpoint or a plain state dict, with
-``torch.load(weights_only=True)``: a file is never run), evaluates on the validation split and prints the
-metrics; they are also written as JSON to ``--out`` (default: ``test_metrics.json`` next to the checkpoint).
+``torch.load(weights_only=True)``: a file is never run), evaluates on the validation split and prints the task's
+metrics; they are also written as JSON to ``--out`` (default: ``test_metrics.json`` next to the checkpoint). A
+classification checkpoint also gets its reliability diagram, ``reliability.png`` next to the JSON file.
 """
 
 from __future__ import annotations
@@ -101,26 +102,32 @@ def main(argv: Sequence[str]) -> int:
     cfg, source = load_config(args.config, args.overrides)
     check_data(cfg, source, train=False)
 
+    from mixbench.config.task import build_task
     from mixbench.engine import compat
     from mixbench.engine.builder import build_data
     from mixbench.engine.dist import DistInfo, select_device
-    from mixbench.evaluation.accuracy import Accuracy, evaluate
+    from mixbench.evaluation.accuracy import evaluate
     from mixbench.models.classifier import build_classifier
 
     compat.apply()
     device = select_device(cfg["runtime"]["device"], DistInfo())
     data = build_data(cfg, device, DistInfo(), train=False)
-    model = build_classifier(cfg, num_classes=data.num_classes, in_chans=data.in_chans, mean=data.mean,
+    model = build_classifier(cfg, num_classes=data.num_outputs, in_chans=data.in_chans, mean=data.mean,
                              std=data.std, source=str(source.experiment_file))
     load_weights(model, args.checkpoint)
     model.to(device)
-    metrics = evaluate(model, data.val, Accuracy(topk=cfg["eval"]["topk"], num_classes=data.num_classes))
+    metric_objs = build_task(cfg).metrics(cfg, data.num_outputs)
+    metrics = evaluate(model, data.val, metric_objs)
     out = args.out or os.path.join(os.path.dirname(os.path.abspath(args.checkpoint)), "test_metrics.json")
     payload = {"checkpoint": os.path.abspath(args.checkpoint), "dataset": cfg["data"]["type"], "split": "val",
                "images": len(data.val.dataset), "metrics": metrics}
     from mixbench.results.record import atomic_write_text
 
     atomic_write_text(out, json.dumps(payload, indent=2))
+    for m in metric_objs:
+        if hasattr(m, "draw"):  # the reliability diagram of a classifier
+            m.draw(os.path.join(os.path.dirname(os.path.abspath(out)), "reliability.png"),
+                   f"{cfg['mixup']['type']} on {cfg['data']['type']}")
     print("  ".join(f"{k} {v:.4f}" for k, v in metrics.items()) + f"  ({payload['images']} images)  -> {out}")
     return 0
 

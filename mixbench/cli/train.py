@@ -43,9 +43,18 @@ def format_summary(result: Any) -> str:
     lines = [f"mixbench: {rec.get('run_id', '?')} {head}",
              f"  method {rec.get('method')} {rec.get('method_params')}  backbone {rec.get('backbone')}  "
              f"dataset {rec.get('dataset')}  epochs {rec.get('epochs')}  seed {rec.get('seed')}"]
-    for name, m in sorted(rec.get("metrics", {}).items()):
+    metrics = rec.get("metrics", {})
+    # full lines for the headline metrics (top-k, the task's selection metric); the rest as final values
+    select = (rec.get("config", {}).get("task") or {}).get("select")
+    headline = [n for n in sorted(metrics) if n.startswith("top") or n == select] or sorted(metrics)[:1]
+    for name in headline:
+        m = metrics[name]
+        selected = f"  selected (epoch {m['selected_epoch']}) {m['selected']:.4f}" if "selected" in m else ""
         lines.append(f"  {name:<5}  final {m['final']:.4f}  best {m['best']:.4f}  "
-                     f"median(last {m.get('k', '?')}) {m['median_last_k']:.4f}")
+                     f"median(last {m.get('k', '?')}) {m['median_last_k']:.4f}{selected}")
+    rest = [n for n in sorted(metrics) if n not in headline]
+    if rest:
+        lines.append("  final  " + "  ".join(f"{n} {metrics[n]['final']:.4f}" for n in rest))
     t = rec.get("time") or {}
     if t:
         lines.append(f"  time   {t.get('wall_s', 0):.1f} s train+val  ({t.get('train_images_per_s', 0):.0f} "

@@ -17,7 +17,7 @@ import yaml
 
 from mixbench.errors import ConfigError
 
-GROUPS = ("model", "data", "mixup", "loss", "schedule", "runtime")
+GROUPS = ("model", "data", "task", "mixup", "loss", "schedule", "runtime")
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIGS = PACKAGE_ROOT / "configs"
 DEFAULT_EXPERIMENT = "digits/mixup.yaml"

@@ -1,4 +1,4 @@
-"""Typed schema of a mixbench config (``docs/architecture.md``).
+"""Typed schema of a mixbench config (docs/architecture.md, "Configs").
 
 The fixed groups (``data``, ``schedule``, ``runtime``, ``eval``) are OmegaConf structured configs, so an
 unknown key or a value of the wrong type is an error; every numeric key also has a range (``RANGES``). The
@@ -33,6 +33,9 @@ NON_SEMANTIC_KEYS = (
     "runtime.dist_backend",
     "data.num_workers",
 )
+
+# The task of a config that names none; left out of the config hash (configs from before tasks keep theirs).
+DEFAULT_TASK = {"type": "classification"}
 
 # Closed vocabularies of string options: key -> allowed values.
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -161,6 +164,10 @@ class DataCfg:
     resize: Optional[int] = None  # bilinear resize (train and val) in the loader, e.g. 224 for ViTs on CIFAR
     randaugment: Optional[int] = None  # RandAugment magnitude (2 ops, train only), e.g. 7 for the CIFAR ViT recipe
     params: Dict[str, Any] = field(default_factory=dict)
+    # fraction of the training split kept apart (seeded by the run seed): temperature scaling for
+    # classification, model selection for regression; the string "dataset" takes the dataset's own split
+    holdout: Optional[Any] = None
+    label_noise: Optional[Dict[str, Any]] = None  # {type: symmetric|pairflip|asymmetric|overlap, rate, seed}
 
 
 @dataclass
@@ -234,8 +241,9 @@ class TrainCfg:
     seed: int = 0
     model: ModelCfg = field(default_factory=ModelCfg)
     data: DataCfg = field(default_factory=DataCfg)
+    task: Dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_TASK))
     mixup: Dict[str, Any] = field(default_factory=lambda: {"type": "none"})
-    loss: Dict[str, Any] = field(default_factory=lambda: {"type": "soft_ce"})
+    loss: Dict[str, Any] = field(default_factory=dict)  # empty: the task's default loss
     schedule: ScheduleCfg = field(default_factory=ScheduleCfg)
     runtime: RuntimeCfg = field(default_factory=RuntimeCfg)
     eval: EvalCfg = field(default_factory=EvalCfg)

@@ -1,4 +1,4 @@
-"""Strict validation of a composed config, and its hash (``docs/architecture.md``).
+"""Strict validation of a composed config, and its hash (docs/architecture.md, "Configs").
 
 Every check raises a one-line :class:`ConfigError` that names the key, the value and the file it came from
 (or the closest valid names), so the CLI can print it and exit with status 2. :func:`validate` checks the
@@ -21,11 +21,13 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationE
 from mixbench.config.compose import ConfigSource
 from mixbench.config.schema import (
     CHOICES,
+    DEFAULT_TASK,
     NON_SEMANTIC_KEYS,
     RANGES,
     TrainCfg,
     option_range,
 )
+from mixbench.config.task import check_task, fill_task_defaults
 from mixbench.datasets.base import split_size
 from mixbench.errors import ConfigError
 from mixbench.registry import (
@@ -177,7 +179,9 @@ def validate(raw: Mapping[str, Any], source: ConfigSource) -> dict:
     check_choices(cfg, source)
     check_ranges(cfg, source)
     check_paths(cfg, source)
+    fill_task_defaults(cfg, source)
     check_components(cfg, source)
+    check_task(cfg, source)
     return cfg
 
 
@@ -209,7 +213,7 @@ def check_data(cfg: Mapping[str, Any], source: ConfigSource, *, world_size: int 
                               f"(in {source.file_for('data.batch_size')})")
 
 
-UNSET_IS_ABSENT = ("data.resize", "data.randaugment")
+UNSET_IS_ABSENT = ("data.resize", "data.randaugment", "data.holdout", "data.label_noise")
 
 
 def semantic_view(cfg: Mapping[str, Any], world_size: int = 1) -> dict:
@@ -237,6 +241,8 @@ def semantic_view(cfg: Mapping[str, Any], world_size: int = 1) -> dict:
             node.pop(leaf)
     if world_size > 1:
         out["world_size"] = world_size
+    if out.get("task") == DEFAULT_TASK:
+        out.pop("task")
     return out
 
 

@@ -1,8 +1,12 @@
 """The dataset contract every registered dataset satisfies (interface A).
 
-A dataset yields ``(uint8 tensor C×H×W, int label)`` pairs and describes itself with ``num_classes``,
-``image_size``, ``in_chans`` and the per-channel ``mean``/``std`` in 0..255 units (the classifier's data
-preprocessor normalises with them; loaders never normalise). Small sets live in memory and expose them through
+A dataset yields ``(uint8 tensor C×H×W, label)`` pairs and describes itself with ``num_classes`` (or
+``num_targets`` for regression), ``image_size``, ``in_chans`` and the per-channel ``mean``/``std`` in 0..255
+units (the classifier's data preprocessor normalises with them; loaders never normalise). The label is what the
+task reads: an int class index for classification, a float vector (D,) for regression; the model's data
+preprocessor casts it to the task's label type. Tabular data is stored as float32 N×F×1×1 "images" (one
+channel per feature, normalised per channel like pixels). An optional ``groups`` tensor (N,) int64 names
+each sample's group for worst-group metrics. Small sets live in memory and expose them through
 :meth:`ImageDataset.tensors`, which the device-resident loader copies to the training device once.
 """
 
@@ -20,11 +24,14 @@ from mixbench.errors import ConfigError
 SPLITS = ("train", "val")
 F = TypeVar("F", bound=Callable[..., Any])
 
+# Datasets that ship their own held-out split (``data.holdout: dataset``) also accept ``heldout``.
+SPLITS_WITH_HELDOUT = SPLITS + ("heldout",)
 
-def check_split(split: str, name: str) -> None:
-    """Raise a one-line :class:`ConfigError` unless ``split`` is ``train`` or ``val``."""
-    if split not in SPLITS:
-        raise ConfigError(f"data.split: dataset '{name}' has splits {list(SPLITS)}, got {split!r}")
+
+def check_split(split: str, name: str, splits: tuple[str, ...] = SPLITS) -> None:
+    """Raise a one-line :class:`ConfigError` unless ``split`` is one of ``splits`` (``train``/``val``)."""
+    if split not in splits:
+        raise ConfigError(f"data.split: dataset '{name}' has splits {list(splits)}, got {split!r}")
 
 
 def require_path(path: str | Path, name: str, layout: str) -> Path:
@@ -88,9 +95,10 @@ class ImageDataset(Dataset):
     mean: tuple[float, ...]
     std: tuple[float, ...]
     classes: list[str]
+    groups: Tensor | None = None
 
     def tensors(self) -> tuple[Tensor, Tensor] | None:
-        """``(uint8 N×C×H×W, int64 N)`` when the whole split is in memory, else ``None``."""
+        """``(images N×C×H×W, labels (N,) or (N, D))`` when the whole split is in memory, else ``None``."""
         return None
 
     def __repr__(self) -> str:
@@ -100,12 +108,12 @@ class ImageDataset(Dataset):
 
 
 class TensorImageDataset(ImageDataset):
-    """An in-memory dataset backed by one uint8 image tensor and one int64 label tensor.
+    """An in-memory dataset backed by one image tensor and one label tensor.
 
     Args:
-        images: uint8 N×C×H×W.
-        labels: int64 N.
-        num_classes: number of classes.
+        images: uint8 N×C×H×W images, or float32 N×F×1×1 tabular features.
+        labels: (N,) class indices, or (N, D) float targets (then ``num_targets`` = D).
+        num_classes: number of classes (0 for regression).
         mean: per-channel mean (0..255); computed from ``images`` when ``None``.
         std: per-channel std (0..255); computed from ``images`` when ``None``.
         classes: class names; ``["0", "1", ...]`` when ``None``.
@@ -113,14 +121,17 @@ class TensorImageDataset(ImageDataset):
 
     def __init__(self, images: Tensor, labels: Tensor, num_classes: int,
                  mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
-                 classes: Sequence[str] | None = None):
-        if images.dtype != torch.uint8 or images.dim() != 4:
-            raise ValueError(f"images must be uint8 N×C×H×W, got {images.dtype} {tuple(images.shape)}")
-        if labels.shape != (images.shape[0],):
-            raise ValueError(f"labels must have shape ({images.shape[0]},), got {tuple(labels.shape)}")
+                 classes: Sequence[str] | None = None, groups: Tensor | None = None):
+        if images.dtype not in (torch.uint8, torch.float32) or images.dim() != 4:
+            raise ValueError(f"images must be uint8 or float32 N×C×H×W, got {images.dtype} {tuple(images.shape)}")
+        if labels.dim() not in (1, 2) or labels.shape[0] != images.shape[0]:
+            raise ValueError(f"labels must have shape ({images.shape[0]},) or ({images.shape[0]}, D), "
+                             f"got {tuple(labels.shape)}")
         self.images = images.contiguous()
-        self.labels = labels.to(torch.int64).contiguous()
+        self.labels = labels.contiguous()
+        self.groups = None if groups is None else groups.to(torch.int64).contiguous()
         self.num_classes = int(num_classes)
+        self.num_targets = int(labels.shape[1]) if labels.dim() == 2 else 0
         self.in_chans = int(images.shape[1])
         self.image_size = (int(images.shape[2]), int(images.shape[3]))
         if mean is None or std is None:
@@ -131,8 +142,11 @@ class TensorImageDataset(ImageDataset):
     def __len__(self) -> int:
         return int(self.images.shape[0])
 
-    def __getitem__(self, i: int) -> tuple[Tensor, int]:
-        return self.images[i], int(self.labels[i])
+    def __getitem__(self, i: int) -> tuple[Tensor, int | Tensor]:
+        """``(image, label)``: an int class index, or the (D,) float target row of a regression set."""
+        if self.labels.dim() == 1 and not self.labels.is_floating_point():
+            return self.images[i], int(self.labels[i])
+        return self.images[i], self.labels[i]
 
     def tensors(self) -> tuple[Tensor, Tensor]:
         return self.images, self.labels

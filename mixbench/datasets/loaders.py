@@ -1,4 +1,7 @@
-"""Loaders that turn an :class:`ImageDataset` into batches of ``{"inputs": uint8, "labels": int64}`` (interface A).
+"""Loaders that turn an :class:`ImageDataset` into batches of ``{"inputs": images, "labels": labels}`` (interface A).
+
+Labels keep the dataset's dtype and shape (class indices, or float target vectors); a dataset with ``groups``
+adds ``"groups"`` (N,) int64 to each batch on the device-resident path.
 
 Two paths with the same order and the same augmentation, bit for bit:
 
@@ -190,7 +193,7 @@ class AugmentedDataset(ImageDataset):
     def tensors(self) -> tuple[Tensor, Tensor] | None:
         return self.base.tensors()
 
-    def __getitem__(self, key: int | tuple[int, ...]) -> tuple[Tensor, int]:
+    def __getitem__(self, key: int | tuple[int, ...]) -> tuple[Tensor, Tensor | int]:
         i, dy, dx, flip, *rest = key if isinstance(key, tuple) else (key, self.crop_padding, self.crop_padding, 0)
         image, label = self.base[i]
         if self.crop_padding > 0 or (self.hflip and flip):
@@ -200,13 +203,13 @@ class AugmentedDataset(ImageDataset):
             image = self.randaugment(image, randaugment_seed(self.seed, rest[0], i))
         if self.resize is not None:
             image = resize_images(image.unsqueeze(0), self.resize)[0]
-        return image, int(label)
+        return image, label
 
 
-def collate(samples: list[tuple[Tensor, int]]) -> dict[str, Tensor]:
-    """Stack ``(image, label)`` pairs into the loader batch dict."""
+def collate(samples: list[tuple[Tensor, Tensor | int]]) -> dict[str, Tensor]:
+    """Stack ``(image, label)`` pairs into the loader batch dict (labels keep their dtype and shape)."""
     images, labels = zip(*samples)
-    return {"inputs": torch.stack(images), "labels": torch.tensor(labels, dtype=torch.int64)}
+    return {"inputs": torch.stack(images), "labels": torch.stack([torch.as_tensor(y) for y in labels])}
 
 
 class EpochDataLoader(DataLoader):
@@ -249,6 +252,8 @@ class ResidentLoader(DataLoader):
         self.device = torch.device(device)
         self.images = images.to(self.device)
         self.labels = labels.to(self.device)
+        groups = getattr(dataset, "groups", None)
+        self.groups = None if groups is None else groups.to(self.device)
         self.crop_padding, self.hflip = int(crop_padding), bool(hflip)
         self.resident = True
 
@@ -278,7 +283,10 @@ class ResidentLoader(DataLoader):
                 images = self.randaugment.batch(images, seeds[sl])
             # resize after the crop, as a transform pipeline would: the crop works on the stored size
             images = resize_images(images, self.resize)
-            yield {"inputs": images, "labels": self.labels[idx]}
+            batch = {"inputs": images, "labels": self.labels[idx]}
+            if self.groups is not None:
+                batch["groups"] = self.groups[idx]
+            yield batch
 
 
 def _resident_fits(dataset: ImageDataset, device: torch.device) -> bool:
@@ -337,6 +345,9 @@ def build_loader(dataset: ImageDataset, *, train: bool, batch_size: int, device:
     if drop_last and len(sampler) < batch_size:  # every batch would be dropped: an epoch of no images
         raise ConfigError(f"data.batch_size={batch_size}: larger than this split ({len(sampler)} images per "
                           f"process), so no full batch is left; expected ≤ {len(sampler)}")
+    if getattr(dataset, "groups", None) is not None and resident == "dataloader":
+        raise ConfigError("data.resident: a dataset with groups (worst-group metrics) needs the device-resident "
+                          "loader; use resident: auto or device")
     if resident == "device" or (resident == "auto" and _resident_fits(dataset, device)):
         return ResidentLoader(dataset, sampler=sampler, batch_size=batch_size, drop_last=drop_last,
                               device=device, crop_padding=crop_padding, hflip=hflip, resize=resize,

@@ -1,4 +1,4 @@
-"""Build an mmengine Runner from a validated mixbench config (docs/architecture.md).
+"""Build an mmengine Runner from a validated mixbench config (docs/architecture.md, "Flow").
 
 Everything the Runner needs is built here from registry keys: datasets and loaders (interface A), the
 classifier (interface C), the optimiser wrapper (SGD/AdamW, gradient clipping, AMP through
@@ -10,22 +10,29 @@ mixbench hooks.
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 import torch
 from mmengine.evaluator import Evaluator
 from mmengine.runner import Runner, set_random_seed
 
+from mixbench.config.task import build_task
 from mixbench.datasets.loaders import build_loader
+from mixbench.datasets.noise import add_label_noise
+from mixbench.datasets.splits import heldout_split, relabelled, subset
 from mixbench.engine import compat
 from mixbench.engine.dist import DistInfo
+from mixbench.engine.heldout import FitOnSplitHook
 from mixbench.engine.hooks import EpochSeedHook, MetricsHook, ProgressHook
-from mixbench.evaluation.accuracy import Accuracy
+from mixbench.errors import ConfigError
+from mixbench.evaluation.noise import Memorisation
 from mixbench.models.classifier import build_classifier
 from mixbench.registry import DATASETS, lookup
+from mixbench.results.record import atomic_write_text
 
 _NAMES = itertools.count()
 
@@ -46,29 +53,92 @@ class MixRunner(Runner):
 
 @dataclass
 class Data:
+    """Loaders of a run and what the model needs to know about the data.
+
+    ``num_outputs`` is the task's output size (classes or targets); ``heldout`` loads the held-out split and
+    ``flipped`` the training samples whose label noise flipped (``None`` when not configured); ``info`` goes
+    into the record (``heldout``, ``label_noise``), ``flipped_indices`` into ``label_noise.json``.
+    """
+
     train: Any
     val: Any
-    num_classes: int
+    num_outputs: int
     in_chans: int
     mean: tuple
     std: tuple
+    heldout: Any = None
+    flipped: Any = None
+    info: dict = field(default_factory=dict)
+    noisy_labels: Any = None
+    flipped_indices: Any = None
+
+
+def split_training(cfg: Mapping[str, Any], factory: Any, train_set: Any) -> tuple[Any, Any, Any, dict, Any]:
+    """Apply ``data.label_noise`` and ``data.holdout`` to the training split.
+
+    Returns ``(train, heldout, flipped, info, noise)``: the noise is drawn on the whole training split first
+    (held-out labels are as noisy as the rest, as a user's would be); ``flipped`` holds the flipped samples that
+    remain in training.
+    """
+    d = cfg["data"]
+    if (d["holdout"] is not None or d["label_noise"] is not None) and d["params"].get("repeat", 1) > 1:
+        raise ConfigError("data.params.repeat: must be 1 with data.holdout or data.label_noise (a repeated image "
+                          "would be both held out and trained on, or flipped differently per copy)")
+    info: dict[str, Any] = {}
+    noise = None
+    if d["label_noise"] is not None:
+        _, labels = train_set.tensors() or (None, None)
+        if labels is None:
+            raise ConfigError(f"data.label_noise: needs an in-memory dataset; '{d['type']}' reads files")
+        try:
+            noise = add_label_noise(labels, train_set.num_classes, d["label_noise"], dataset=d["type"])
+        except ValueError as exc:
+            raise ConfigError(f"data.label_noise.{exc}") from None
+        train_set = relabelled(train_set, noise.labels)
+        info["label_noise"] = noise.summary()
+    keep = torch.arange(len(train_set))
+    heldout = None
+    if d["holdout"] == "dataset":
+        heldout = factory("heldout", root=d["root"], **d["params"])
+        info["heldout"] = {"source": "dataset", "n": len(heldout)}
+    elif d["holdout"] is not None:
+        keep, held = heldout_split(len(train_set), float(d["holdout"]), cfg["seed"])
+        heldout = subset(train_set, held)
+        train_set = subset(train_set, keep)
+        info["heldout"] = {"source": "training split", "fraction": float(d["holdout"]), "seed": cfg["seed"],
+                           "n": int(held.numel()), "n_train": int(keep.numel())}
+    flipped = None
+    if noise is not None:
+        positions = torch.nonzero(torch.isin(keep, noise.flipped)).flatten()
+        flipped = subset(train_set, positions, "data.label_noise") if positions.numel() else None
+        info["label_noise"]["n_flipped_trained"] = int(positions.numel())
+    return train_set, heldout, flipped, info, noise
 
 
 def build_data(cfg: Mapping[str, Any], device: torch.device, info: DistInfo, *, train: bool = True) -> Data:
-    """Datasets and loaders of the config (train loader only when ``train``)."""
+    """Datasets and loaders of the config (train, held-out and flipped-sample loaders only when ``train``)."""
     d = cfg["data"]
     factory = lookup(DATASETS, d["type"], "data.type")
     val_set = factory("val", root=d["root"], **d["params"])
     train_set = factory("train", root=d["root"], **d["params"]) if train else None
     ref = train_set if train_set is not None else val_set
+    num_outputs = build_task(cfg).num_outputs(ref)
     common = dict(device=device, resident=d["resident"], num_workers=d["num_workers"], seed=cfg["seed"],
                   rank=info.rank, world_size=info.world_size, resize=d.get("resize"))
-    train_loader = None
+    eval_bs = d["val_batch_size"] or d["batch_size"]
+    out = Data(None, None, num_outputs, ref.in_chans, tuple(ref.mean), tuple(ref.std))
     if train_set is not None:
-        train_loader = build_loader(train_set, train=True, batch_size=d["batch_size"], crop_padding=d["crop_padding"],
-                                    hflip=d["hflip"], randaugment=d.get("randaugment"), **common)
-    val_loader = build_loader(val_set, train=False, batch_size=d["val_batch_size"] or d["batch_size"], **common)
-    return Data(train_loader, val_loader, ref.num_classes, ref.in_chans, tuple(ref.mean), tuple(ref.std))
+        train_set, heldout, flipped, out.info, noise = split_training(cfg, factory, train_set)
+        if noise is not None:
+            out.noisy_labels, out.flipped_indices = noise.labels, noise.flipped
+        # every rank measures the whole extra split (no sharding): the fitted values agree across ranks
+        whole = dict(common, rank=0, world_size=1)
+        out.heldout = None if heldout is None else build_loader(heldout, train=False, batch_size=eval_bs, **whole)
+        out.flipped = None if flipped is None else build_loader(flipped, train=False, batch_size=eval_bs, **whole)
+        out.train = build_loader(train_set, train=True, batch_size=d["batch_size"], crop_padding=d["crop_padding"],
+                                 hflip=d["hflip"], randaugment=d.get("randaugment"), **common)
+    out.val = build_loader(val_set, train=False, batch_size=eval_bs, **common)
+    return out
 
 
 NO_DECAY_KEYS = ("cls_token", "dist_token", "reg_token", "pos_embed", "relative_position_bias_table")
@@ -126,14 +196,26 @@ def build_runner(cfg: Mapping[str, Any], run_dir: str, *, device: torch.device, 
     # the model's initial weights come from the global RNG: seed it before anything is built
     set_random_seed(cfg["seed"], deterministic=bool(rt["deterministic"]))
     data = build_data(cfg, device, info)
-    model = build_classifier(cfg, num_classes=data.num_classes, in_chans=data.in_chans, mean=data.mean,
+    if info.is_main and data.flipped_indices is not None:
+        write_label_noise(run_dir, data)
+    task = build_task(cfg)
+    model = build_classifier(cfg, num_classes=data.num_outputs, in_chans=data.in_chans, mean=data.mean,
                              std=data.std, source=source).to(device)
+    if hasattr(model.policy, "attach"):  # a policy that draws partners from the training split (cmixup)
+        model.policy.attach(*data.train.dataset.tensors())
+    metrics = task.metrics(cfg, data.num_outputs)
     progress = rt["progress"] == "on" or (rt["progress"] == "auto" and sys_isatty())
     hooks: list[Any] = [
         EpochSeedHook(cfg["seed"], info.rank),
         MetricsHook(run_dir, rt["log_interval"], info.world_size, info.is_main, rt["tensorboard"], wandb_run),
         ProgressHook(enabled=progress and info.is_main),
     ]
+    if data.heldout is not None:
+        hooks += [FitOnSplitHook(data.heldout, m) for m in metrics if hasattr(m, "fit")]
+    if data.flipped is not None:
+        memorisation = Memorisation()
+        metrics.append(memorisation)
+        hooks.append(FitOnSplitHook(data.flipped, memorisation))
     if rt["ema"]:
         hooks.append(dict(type="EMAHook", momentum=rt["ema_momentum"], update_buffers=True, priority="NORMAL"))
     extra_cfg: dict[str, Any] = {"compile": bool(rt["compile"])}
@@ -148,7 +230,7 @@ def build_runner(cfg: Mapping[str, Any], run_dir: str, *, device: torch.device, 
         val_dataloader=data.val,
         train_cfg=dict(by_epoch=True, max_epochs=s["epochs"], val_interval=s["val_interval"]),
         val_cfg=dict(),
-        val_evaluator=Evaluator([Accuracy(topk=cfg["eval"]["topk"], num_classes=data.num_classes)]),
+        val_evaluator=Evaluator(metrics),
         optim_wrapper=optim_wrapper_cfg(cfg),
         param_scheduler=scheduler_cfg(cfg, len(data.train)),
         default_hooks=dict(
@@ -173,7 +255,16 @@ def build_runner(cfg: Mapping[str, Any], run_dir: str, *, device: torch.device, 
         cfg=dict(**extra_cfg),
     )
     compat.quiet_logger()
+    runner.mixbench_data = data  # what the record says about the splits (heldout, label_noise)
     return runner
+
+
+def write_label_noise(run_dir: str, data: Data) -> None:
+    """``label_noise.json``: which training samples were flipped (indices into the training split) and to what."""
+    flipped = data.flipped_indices
+    payload = dict(data.info["label_noise"], flipped=flipped.tolist(),
+                   noisy_labels=data.noisy_labels[flipped].tolist())
+    atomic_write_text(os.path.join(run_dir, "label_noise.json"), json.dumps(payload))
 
 
 def sys_isatty() -> bool:

@@ -1,4 +1,4 @@
-"""The known breakages of mmengine 0.10.7 on current torch/setuptools, and their workarounds (docs/architecture.md).
+"""The four known breakages of mmengine 0.10.7 on current torch/setuptools, and their workarounds (docs/architecture.md, "Environment notes").
 
 1. **Checkpoints.** torch ≥ 2.6 defaults ``torch.load(weights_only=True)``, and mmengine's checkpoints pickle
    a ``HistoryBuffer`` (numpy arrays, plus references to its own methods, which only full unpickling can

@@ -1,7 +1,7 @@
 """Runner hooks: per-epoch seeding for exact resume, metrics sinks (metrics.jsonl, TensorBoard, wandb), the
 non-finite-loss guard and the progress bar.
 
-``metrics.jsonl`` is the source of truth of a run (DESIGN §6): one JSON object per line, with ``kind``
+``metrics.jsonl`` is the source of truth of a run (docs/architecture.md, "Run directory and record"): one JSON object per line, with ``kind``
 ``train`` (every ``log_interval`` iterations), ``epoch`` (training time and images of one epoch) or ``val``
 (metrics after an epoch). TensorBoard and wandb receive the same numbers and are never read back.
 """

@@ -1,9 +1,11 @@
-"""Assemble the run record (DESIGN §6) from the config, ``metrics.jsonl`` and the environment."""
+"""Assemble the run record (docs/architecture.md, "Run directory and record") from the config, ``metrics.jsonl``
+and the environment."""
 
 from __future__ import annotations
 
 import datetime as _dt
 import json
+import math
 import os
 import resource
 import statistics
@@ -14,6 +16,7 @@ from typing import Any, Iterable, Mapping
 import torch
 
 import mixbench
+from mixbench.evaluation.specs import HELDOUT_PREFIX, metric_spec
 from mixbench.results.record import SCHEMA_VERSION, atomic_write_text
 
 
@@ -77,18 +80,68 @@ def per_epoch(rows: Iterable[dict], kind: str) -> list[dict]:
     return [by_epoch[e] for e in sorted(by_epoch)]
 
 
-def summarise_metrics(rows: list[dict], k: int) -> dict[str, dict]:
-    """``{metric: {final, best, median_last_k, k, n}}`` over the validation rows."""
+def _best(series: list[float], direction: str) -> float:
+    finite = [v for v in series if math.isfinite(v)]
+    if not finite:
+        return math.nan
+    return max(finite) if direction == "higher" else min(finite)
+
+
+def selected_row(vals: list[dict], select: str | None) -> dict | None:
+    """The validation row whose ``heldout_<select>`` is best (first on ties), ``None`` without a held-out split."""
+    key = None if select is None else HELDOUT_PREFIX + select
+    spec = None if key is None else metric_spec(key)
+    scored = [r for r in vals if spec is not None and key in r and math.isfinite(float(r[key]))]
+    if not scored:
+        return None
+    sign = 1.0 if spec.direction == "higher" else -1.0
+    return max(scored, key=lambda r: sign * float(r[key]))
+
+
+def summarise_metrics(rows: list[dict], k: int, select: str | None = None) -> dict[str, dict]:
+    """``{metric: {final, best, median_last_k, k, n, direction[, selected, selected_epoch]}}`` over the validation
+    rows, for every logged key that a registered metric declares (its spec gives the direction ``best`` follows).
+
+    With ``select`` and a held-out split, ``selected`` is each metric at the epoch whose ``heldout_<select>`` is
+    best: model selection on the held-out split, the number C-Mixup reports.
+    """
     vals = per_epoch(rows, "val")
-    names = sorted({key for r in vals for key in r if key.startswith("top")})
+    specs = {key: metric_spec(key) for r in vals for key in r}
+    chosen = selected_row(vals, select)
     out = {}
-    for name in names:
+    for name in sorted(key for key, spec in specs.items() if spec is not None):
         series = [float(r[name]) for r in vals if name in r]
         if not series:
             continue
         last = series[-k:]
-        out[name] = {"final": series[-1], "best": max(series), "median_last_k": statistics.median(last),
-                     "k": len(last), "n": len(series)}
+        direction = specs[name].direction
+        out[name] = {"final": series[-1], "best": _best(series, direction), "median_last_k": statistics.median(last),
+                     "k": len(last), "n": len(series), "direction": direction}
+        if chosen is not None and name in chosen:
+            out[name].update(selected=float(chosen[name]), selected_epoch=int(chosen["epoch"]))
+    return out
+
+
+def fitted_values(rows: list[dict]) -> dict[str, Any]:
+    """Values fitted on the held-out split rather than scored (the temperature), per epoch and final."""
+    vals = [r for r in per_epoch(rows, "val") if "temperature" in r]
+    if not vals:
+        return {}
+    return {"temperature": {"final": float(vals[-1]["temperature"]),
+                            "per_epoch": [float(r["temperature"]) for r in vals]}}
+
+
+def summarise_run(rows: list[dict], cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The record fields computed from ``metrics.jsonl``: ``metrics`` and, when fitted, ``fitted``."""
+    select = (cfg.get("task") or {}).get("select")
+    if select is None:
+        from mixbench.config.task import build_task
+
+        select = build_task(cfg).select
+    out: dict[str, Any] = {"metrics": summarise_metrics(rows, cfg["eval"]["median_last_k"], select)}
+    fitted = fitted_values(rows)
+    if fitted:
+        out["fitted"] = fitted
     return out
 
 
@@ -117,5 +170,6 @@ def base_record(cfg: Mapping[str, Any], run_id: str, config_hash: str, started: 
         "backbone": f"{backbone['type']}:{name}" if name else backbone["type"], "dataset": cfg["data"]["type"],
         "epochs": cfg["schedule"]["epochs"], "seed": cfg["seed"], "metrics": {}, "time": {}, "memory": {},
         "env": {}, "started": started, "finished": None, "error": None,
-        "loss": dict(cfg["loss"]), "config": dict(cfg),
+        "loss": dict(cfg["loss"]), "task": (cfg.get("task") or {}).get("type", "classification"),
+        "config": dict(cfg),
     }

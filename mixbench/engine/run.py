@@ -1,4 +1,4 @@
-"""Train one run end to end: run dir, no-op/resume/retrain decision, Runner, record (DESIGN §6).
+"""Train one run end to end: run dir, no-op/resume/retrain decision, Runner, record (docs/architecture.md, "Run directory and record").
 
 The run dir ``<work_dir>/<experiment>/<config_hash>-s<seed>/`` is a pure function of the config, so every
 DDP rank and every rerun of the same command finds the same directory. It holds ``config.yaml`` (the
@@ -23,8 +23,8 @@ import yaml
 from mixbench.config.validate import config_hash, run_dir_of
 from mixbench.engine import dist
 from mixbench.engine.lock import LOCK_NAME, RunLock
-from mixbench.engine.report import (base_record, environment, now, peak_memory, read_metrics, summarise_metrics,
-                                    timing, truncate_metrics)
+from mixbench.engine.report import (base_record, environment, now, peak_memory, read_metrics, summarise_run, timing,
+                                    truncate_metrics)
 from mixbench.errors import ConfigError, RunDirError
 from mixbench.results.record import atomic_write_text, read_record, validate_record, write_record
 
@@ -242,6 +242,9 @@ def _train_locked(cfg: Mapping[str, Any], source: str, force: bool, run_dir: str
                 write_record(rec_path, record)
             runner = build_runner(cfg, run_dir, device=device, info=info, resume_from=ckpt,
                                   wandb_run=wandb_run, source=source)
+            record.update(runner.mixbench_data.info)  # the task's data facts: held-out split, label noise
+            if info.is_main:
+                write_record(rec_path, record)
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
             runner.train()
@@ -256,7 +259,7 @@ def _train_locked(cfg: Mapping[str, Any], source: str, force: bool, run_dir: str
             dist.barrier()
         record["finished"] = now()
         rows = read_metrics(metrics_path) if info.is_main else []
-        record["metrics"] = summarise_metrics(rows, cfg["eval"]["median_last_k"])
+        record.update(summarise_run(rows, cfg))
         record["time"] = timing(rows, time.perf_counter() - t_start)
         record["memory"] = peak_memory(device)
         if info.is_main:

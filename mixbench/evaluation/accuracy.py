@@ -13,6 +13,7 @@ import torch
 from mmengine.evaluator import BaseMetric
 from torch import Tensor
 
+from mixbench.evaluation.specs import MetricSpec, SpecMetric, topk_key
 from mixbench.registry import METRICS
 
 
@@ -25,7 +26,7 @@ def topk_correct(logits: Tensor, labels: Tensor, topk: Sequence[int]) -> list[in
 
 
 @METRICS.register_module("accuracy")
-class Accuracy(BaseMetric):
+class Accuracy(SpecMetric):
     """Top-k accuracy as a fraction in [0, 1] (``top1``, ``top5``...); k larger than the class count is dropped.
 
     Args:
@@ -34,6 +35,11 @@ class Accuracy(BaseMetric):
     """
 
     default_prefix = ""
+
+    @classmethod
+    def spec(cls, key: str) -> MetricSpec | None:
+        k = topk_key(key)
+        return None if k is None else MetricSpec("higher", "fraction", "{:.2f}", f"top-{k}")
 
     def __init__(self, topk: Sequence[int] = (1, 5), num_classes: int | None = None, **kwargs: Any):
         super().__init__(**kwargs)
@@ -52,11 +58,17 @@ class Accuracy(BaseMetric):
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, loader: Any, metric: Accuracy) -> dict[str, float]:
-    """Run ``model`` in predict mode over ``loader`` and return the metric (single process)."""
+def evaluate(model: torch.nn.Module, loader: Any, metrics: Sequence[BaseMetric]) -> dict[str, float]:
+    """Run ``model`` in predict mode over ``loader`` once and return every metric's values (single process)."""
     model.eval()
-    metric.results.clear()
+    for metric in metrics:
+        metric.results.clear()
     for data in loader:
         data = model.data_preprocessor(data, False)
-        metric.process(None, model(**data, mode="predict"))
-    return metric.compute_metrics(metric.results)
+        outputs = model(**data, mode="predict")
+        for metric in metrics:
+            metric.process(None, outputs)
+    out: dict[str, float] = {}
+    for metric in metrics:
+        out.update(metric.compute_metrics(metric.results))
+    return out

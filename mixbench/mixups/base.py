@@ -1,4 +1,4 @@
-"""The mixup policy contract shared by every policy (``docs/architecture.md``).
+"""The mixup policy contract shared by every policy (docs/architecture.md, "Policy contract").
 
 A policy takes a whole batch already on the training device and returns a :class:`MixBatch`:
 
@@ -7,7 +7,10 @@ A policy takes a whole batch already on the training device and returns a :class
 * ``indices[k]`` (N,) int64: which batch sample source ``k`` is for each row; ``indices[0]`` is the anchor
   (identity);
 * ``weights[k]`` (N,) float: the per-sample label weight of source ``k``;
-* ``targets`` (N, K) = Σ_k weights[k] · onehot(labels[indices[k]]) — what a soft-target loss sees;
+* ``targets`` (N, K): what the loss sees, built lazily from ``labels``, ``indices`` and ``weights`` by the
+  task's target builder (classification: Σ_k weights[k] · onehot(labels[indices[k]]); regression: Σ_k
+  weights[k] · labels[indices[k]]). A policy never builds targets itself; a batch made outside a model (tests,
+  pictures) has soft one-hot targets until the model binds its task's builder (:meth:`MixBatch.bind`);
 * ``mask`` (N, 1, H, W) optional: 1 where the pixel comes from the anchor;
 * ``layer``: ``None`` to mix at the input, or a stage index for feature-level mixing (ManifoldMix); the
   classifier then applies :meth:`MixBatch.mix_features` at that stage.
@@ -28,6 +31,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 PARTNERS = ("perm", "flip", "roll")
+# ``MixPolicy.tasks`` of the policies whose targets follow only from indices and weights (pixel/feature mixing).
+ANY_TARGETS = ("classification", "regression")
 
 
 @dataclass
@@ -62,22 +67,67 @@ class MixContext:
         return self.signals[name](*args, **kwargs)
 
 
+TargetBuilder = Callable[[Tensor, Sequence[Tensor], Sequence[Tensor]], Tensor]
+
+
+class OneHotTargets:
+    """Soft one-hot targets over ``num_classes`` classes (the classification task's builder)."""
+
+    def __init__(self, num_classes: int):
+        self.num_classes = int(num_classes)
+
+    def __call__(self, labels: Tensor, indices: Sequence[Tensor], weights: Sequence[Tensor]) -> Tensor:
+        return soft_targets(labels, indices, weights, self.num_classes)
+
+    def __repr__(self) -> str:
+        return f"OneHotTargets({self.num_classes})"
+
+
 @dataclass
 class MixBatch:
-    """A mixed batch and the parts that produced it (see module docstring)."""
+    """A mixed batch and the parts that produced it (see module docstring).
+
+    ``targets`` is computed on first access by ``builder`` from ``labels``/``indices``/``weights`` and then
+    passed through ``transform`` (e.g. label smoothing); assigning ``targets`` replaces the cached value.
+    :func:`dataclasses.replace` drops the cache, so a copy with new weights gets new targets.
+    """
 
     inputs: Tensor
-    targets: Tensor
     labels: Tensor
     indices: list[Tensor]
     weights: list[Tensor]
     mask: Tensor | None = None
     layer: int | None = None
     extras: dict[str, Any] = field(default_factory=dict)
+    builder: TargetBuilder | None = None
+    transform: Callable[[Tensor], Tensor] | None = None
+    _targets: Tensor | None = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def targets(self) -> Tensor:
+        if self._targets is None:
+            if self.builder is None:
+                raise RuntimeError("MixBatch has no target builder: bind the task's builder first")
+            t = self.builder(self.labels, self.indices, self.weights)
+            self._targets = t if self.transform is None else self.transform(t)
+        return self._targets
+
+    @targets.setter
+    def targets(self, value: Tensor) -> None:
+        self._targets = value
 
     @property
     def num_sources(self) -> int:
         return len(self.indices)
+
+    def bind(self, builder: TargetBuilder) -> "MixBatch":
+        """Copy whose targets come from ``builder`` (the model's task), computed on first access."""
+        return replace(self, builder=builder)
+
+    def source_targets(self, k: int) -> Tensor:
+        """Targets of source ``k`` alone (weight 1), e.g. the unmixed targets of the anchor or the partner."""
+        idx = self.indices[k]
+        return self.builder(self.labels, [idx], [torch.ones(idx.shape[0], device=idx.device)])
 
     def mix_features(self, h: Tensor) -> Tensor:
         """Feature-level mixing for ``layer`` policies: Σ_k w_k · h[index_k] (weights broadcast over dims)."""
@@ -87,11 +137,9 @@ class MixBatch:
             out = term if out is None else out + term
         return out
 
-    def with_weights(self, weights: Sequence[Tensor], num_classes: int) -> "MixBatch":
-        """Copy with new per-sample label weights (relabelling after the forward); targets recomputed."""
-        weights = list(weights)
-        targets = soft_targets(self.labels, self.indices, weights, num_classes)
-        return replace(self, weights=weights, targets=targets)
+    def with_weights(self, weights: Sequence[Tensor]) -> "MixBatch":
+        """Copy with new per-sample label weights (relabelling after the forward); targets rebuilt lazily."""
+        return replace(self, weights=list(weights))
 
 
 def expand_as(w: Tensor, x: Tensor) -> Tensor:
@@ -135,8 +183,8 @@ def pair_batch(inputs: Tensor, labels: Tensor, num_classes: int, index: Tensor, 
     ``layer``, ``extras``) go to the batch as they are."""
     anchor = torch.arange(labels.shape[0], device=labels.device)
     weights = [weight, 1.0 - weight if partner_weight is None else partner_weight]
-    return batch_type(inputs=inputs, targets=soft_targets(labels, [anchor, index], weights, num_classes),
-                      labels=labels, indices=[anchor, index], weights=weights, **fields)
+    return batch_type(inputs=inputs, labels=labels, indices=[anchor, index], weights=weights,
+                      builder=OneHotTargets(num_classes), **fields)
 
 
 def partner_index(n: int, scheme: str, generator: torch.Generator, device: torch.device) -> Tensor:
@@ -203,11 +251,15 @@ class MixPolicy:
     probability of applying, λ granularity and the untouched fallback. Class attributes:
 
     * ``needs``: model signals the policy reads from ``ctx.signals`` (the classifier computes only these);
-    * ``relabels``: ``True`` when the policy implements :meth:`relabel` (second step after the forward).
+    * ``relabels``: ``True`` when the policy implements :meth:`relabel` (second step after the forward);
+    * ``tasks``: the tasks (``TASKS`` keys) the policy supports. A policy whose targets follow only from its
+      indices and weights works for any task (:data:`ANY_TARGETS`); one that reads class scores (saliency,
+      CAM, attention) or builds class-specific terms is classification-only, the default.
     """
 
     needs: tuple[str, ...] = ()
     relabels: bool = False
+    tasks: tuple[str, ...] = ("classification",)
 
     def __init__(self, alpha: float = 1.0, prob: float = 1.0, partner: str = "perm", *, check_alpha: bool = True):
         """``check_alpha``: reject α ≤ 0 here, at build time, since Beta(α, α) needs α > 0; subclasses where
@@ -264,8 +316,7 @@ def identity_batch(inputs: Tensor, labels: Tensor, num_classes: int) -> MixBatch
     n = labels.shape[0]
     idx = torch.arange(n, device=labels.device)
     w = torch.ones(n, device=labels.device)
-    return MixBatch(inputs=inputs, targets=soft_targets(labels, [idx], [w], num_classes), labels=labels,
-                    indices=[idx], weights=[w])
+    return MixBatch(inputs=inputs, labels=labels, indices=[idx], weights=[w], builder=OneHotTargets(num_classes))
 
 
 def apply_with_prob(policy: MixPolicy, inputs: Tensor, labels: Tensor, num_classes: int,
@@ -283,7 +334,6 @@ def apply_with_prob(policy: MixPolicy, inputs: Tensor, labels: Tensor, num_class
     mask = None
     if mixed.mask is not None:
         mask = torch.where(on, mixed.mask, torch.ones_like(mixed.mask))
-    out = replace(mixed, inputs=x, weights=weights, mask=mask,
-                  targets=soft_targets(labels, mixed.indices, weights, num_classes))
+    out = replace(mixed, inputs=x, weights=weights, mask=mask)
     out.extras = dict(mixed.extras, applied=on.expand(n))
     return out

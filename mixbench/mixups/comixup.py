@@ -46,7 +46,7 @@ from torch import Tensor
 
 from mixbench.errors import ConfigError
 from mixbench.mixups._graphcut import solve
-from mixbench.mixups.base import MixBatch, MixContext, MixPolicy, sample_gamma, soft_targets
+from mixbench.mixups.base import MixBatch, MixContext, MixPolicy, OneHotTargets, sample_gamma
 from mixbench.registry import MIXUPS
 
 
@@ -225,5 +225,5 @@ class CoMixup(MixPolicy):
             # in the smaller last group rotation k ≥ size repeats an input: weight 0 so it counts once
             share = (grid == idx.view(-1, 1, 1)).float().flatten(1).mean(1)
             weights.append(share * (size > k).float())
-        return MixBatch(inputs=mixed, targets=soft_targets(labels, indices, weights, num_classes), labels=labels,
-                        indices=indices, weights=weights, extras={"grid": grid})
+        return MixBatch(inputs=mixed, labels=labels, indices=indices, weights=weights,
+                        builder=OneHotTargets(num_classes), extras={"grid": grid})

@@ -15,7 +15,7 @@ from torch import Tensor
 
 from mixbench.mixups._ops import (SampledPolicy, blend, box_area_fraction, box_from_lam, box_mask, host_rows,
                                   on_host, paste_rows, per_sample, rand_box_minmax, rand_center)
-from mixbench.mixups.base import MixBatch, MixContext, pair_batch, sample_beta
+from mixbench.mixups.base import ANY_TARGETS, MixBatch, MixContext, pair_batch, sample_beta
 from mixbench.registry import MIXUPS
 
 Box = tuple[Tensor, Tensor, Tensor, Tensor]
@@ -67,6 +67,7 @@ class CutMix(SampledPolicy):
     """
 
     writes_inputs = True
+    tasks = ANY_TARGETS
 
     def __init__(self, alpha: float = 1.0, prob: float = 1.0, partner: str = "perm",
                  cutmix_minmax: Sequence[float] | None = None, correct_lam: bool = True, rounding: str = "clovaai",

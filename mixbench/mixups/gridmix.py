@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 
 from mixbench.mixups._ops import SampledPolicy, blend, per_sample
-from mixbench.mixups.base import MixBatch, MixContext, pair_batch, sample_beta
+from mixbench.mixups.base import ANY_TARGETS, MixBatch, MixContext, pair_batch, sample_beta
 from mixbench.registry import MIXUPS
 
 
@@ -99,6 +99,7 @@ class GridMix(SampledPolicy):
     """
 
     writes_inputs = True
+    tasks = ANY_TARGETS
 
     def __init__(self, alpha: float = 0.2, prob: float = 1.0, partner: str = "perm",
                  n_holes: int | Sequence[int] = (2, 6), hole_aspect_ratio: float | Sequence[float] = 1.0,

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from mixbench.mixups._ops import HostChoice, SampledPolicy
-from mixbench.mixups.base import MixBatch, MixContext, pair_batch, sample_beta
+from mixbench.mixups.base import ANY_TARGETS, MixBatch, MixContext, pair_batch, sample_beta
 from mixbench.mixups.mixup import mixup_batch
 from mixbench.registry import MIXUPS
 
@@ -35,6 +35,8 @@ class ManifoldMix(SampledPolicy):
         partner: ``perm`` (official, OpenMixup), ``flip`` or ``roll``.
         layers: eligible layers, drawn uniformly (official PreActResNet and OpenMixup: 0, 1, 2).
     """
+
+    tasks = ANY_TARGETS
 
     def __init__(self, alpha: float = 2.0, prob: float = 1.0, partner: str = "perm",
                  layers: Sequence[int] = (0, 1, 2)):

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from mixbench.mixups._ops import SampledPolicy, blend
-from mixbench.mixups.base import MixBatch, MixContext, pair_batch, sample_beta
+from mixbench.mixups.base import ANY_TARGETS, MixBatch, MixContext, pair_batch, sample_beta
 from mixbench.registry import MIXUPS
 
 
@@ -61,6 +61,7 @@ class MaskMix(SampledPolicy):
     """
 
     writes_inputs = True
+    tasks = ANY_TARGETS
 
     def __init__(self, alpha: float = 1.0, prob: float = 1.0, partner: str = "perm", mask_patch_size: int = 56):
         super().__init__(alpha=alpha, prob=prob, partner=partner)

@@ -89,7 +89,7 @@ class MixPro(MixPolicy):
         weight_map = torch.where(use_mask, mask, lam_mix.view(-1, 1, 1, 1))
         x = blend(inputs, index, weight_map)
         w_a = torch.where(use_mask, lam_old, lam_mix)
-        extras = {"maskmix": use_mask.expand(n), "anchor_mask": mask, "num_classes": num_classes}
+        extras = {"maskmix": use_mask.expand(n), "anchor_mask": mask}
         return pair_batch(x, labels, num_classes, index, w_a, mask=torch.where(use_mask, mask, 1.0), extras=extras)
 
     def capture(self, model: Any):
@@ -114,4 +114,4 @@ class MixPro(MixPolicy):
         lam = f * lam_attn + (1.0 - f) * batch.weights[0]
         on = batch.extras["maskmix"] & batch.extras.get("applied", torch.ones_like(batch.extras["maskmix"]))
         w_a = torch.where(on, lam, batch.weights[0])
-        return batch.with_weights([w_a, 1.0 - w_a], batch.extras["num_classes"])
+        return batch.with_weights([w_a, 1.0 - w_a])

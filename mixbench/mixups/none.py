@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from mixbench.mixups.base import MixBatch, MixContext, MixPolicy, identity_batch
+from mixbench.mixups.base import ANY_TARGETS, MixBatch, MixContext, MixPolicy, identity_batch
 from mixbench.registry import MIXUPS
 
 
 @MIXUPS.register_module("none")
 class NoMix(MixPolicy):
     """No mixing (empirical risk minimisation baseline); targets are the one-hot labels."""
+
+    tasks = ANY_TARGETS
 
     def __init__(self) -> None:
         super().__init__(alpha=1.0, prob=1.0, partner="perm")

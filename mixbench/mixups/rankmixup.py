@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from mixbench.mixups._ops import blend
-from mixbench.mixups.base import MixBatch, MixContext, MixPolicy, sample_beta, soft_targets
+from mixbench.mixups.base import MixBatch, MixContext, MixPolicy, OneHotTargets, sample_beta
 from mixbench.registry import MIXUPS
 
 
@@ -49,6 +49,6 @@ class RankMixupBatch(MixPolicy):
         w1 = torch.cat([torch.zeros(n, device=dev)] + [1.0 - w for w in wa[1:]])
         indices = [torch.cat(a_idx), torch.cat(b_idx)]
         weights = [w0, w1]
-        return MixBatch(inputs=torch.cat(xs), targets=soft_targets(labels_all, indices, weights, num_classes),
-                        labels=labels_all, indices=indices, weights=weights,
+        return MixBatch(inputs=torch.cat(xs), labels=labels_all, indices=indices, weights=weights,
+                        builder=OneHotTargets(num_classes),
                         extras={"rank_mixup": {"n": n, "num_mixup": self.num_mixup}})

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from mixbench.mixups._ops import SampledPolicy, box_area_fraction, box_mask, host_boxes, host_rows, per_sample
-from mixbench.mixups.base import MixBatch, MixContext, pair_batch, sample_beta
+from mixbench.mixups.base import ANY_TARGETS, MixBatch, MixContext, pair_batch, sample_beta
 from mixbench.registry import MIXUPS
 
 Box = tuple[Tensor, Tensor, Tensor, Tensor]
@@ -171,6 +171,7 @@ class ResizeMix(SampledPolicy):
     """
 
     writes_inputs = True
+    tasks = ANY_TARGETS
 
     def __init__(self, alpha: float = 1.0, prob: float = 1.0, partner: str = "perm",
                  scope: Sequence[float] = (0.1, 0.8), use_alpha: bool = True, interpolation: str = "nearest",

@@ -43,7 +43,7 @@ from mixbench.mixups._saliency import (
     spectral_residual,
     to_pixel_range,
 )
-from mixbench.mixups.base import MixBatch, MixContext, sample_beta
+from mixbench.mixups.base import ANY_TARGETS, MixBatch, MixContext, sample_beta
 from mixbench.mixups.cutmix import paste_boxes
 from mixbench.registry import MIXUPS
 
@@ -83,6 +83,7 @@ class SaliencyMix(SampledPolicy):
     """
 
     writes_inputs = True
+    tasks = ANY_TARGETS
 
     def __init__(self, alpha: float = 1.0, prob: float = 1.0, partner: str = "perm", per_sample: bool = False,
                  saliency: str = "fine_grained", window: bool = False):

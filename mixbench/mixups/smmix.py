@@ -31,7 +31,7 @@ from torch import Tensor
 from mixbench.losses.cross_entropy import smooth_targets
 from mixbench.mixups._ops import blend
 from mixbench.mixups._tokens import grid_side, model_patch_size
-from mixbench.mixups.base import MixBatch, MixContext, MixPolicy, one_hot, pair_batch, positive, sample_beta
+from mixbench.mixups.base import MixBatch, MixContext, MixPolicy, pair_batch, positive, sample_beta
 from mixbench.models.signals import head_of, num_prefix_tokens
 from mixbench.registry import MIXUPS
 
@@ -141,7 +141,7 @@ class SMMix(MixPolicy):
         x = torch.where(use, x_sm, blend(inputs, index, lam_mix.view(-1, 1, 1, 1)))
         w_a = torch.where(use, lam_sm, lam_mix)
         extras = {"smmix": use.expand(n), "pasted_tokens": F.adaptive_avg_pool2d(1.0 - anchor, g).flatten(1),
-                  "clean_logits": clean_logits, "num_classes": num_classes}
+                  "clean_logits": clean_logits}
         return pair_batch(x, labels, num_classes, index, w_a, mask=torch.where(use, anchor, 1.0), extras=extras)
 
     def relabel(self, batch: MixBatch, outputs: dict[str, Any], ctx: MixContext) -> MixBatch:
@@ -154,14 +154,13 @@ class SMMix(MixPolicy):
 
     def extra_losses(self, batch: MixBatch, logits: Tensor, tokens: Tensor, fc: torch.nn.Linear) -> dict[str, Tensor]:
         """The fine-grained token loss and the consistency loss (scalars), zero on Mixup batches."""
-        k = batch.extras["num_classes"]
         on = (batch.extras["smmix"] & batch.extras.get("applied", torch.ones_like(batch.extras["smmix"]))).float()
         pasted = batch.extras["pasted_tokens"].to(tokens.dtype)
         t = tokens.float()
         src_feat = (pasted.float()[..., None] * t).sum(1) / pasted.float().sum(1, keepdim=True).clamp_min(1e-6)
         tgt_feat = ((1 - pasted.float())[..., None] * t).sum(1) / (1 - pasted.float()).sum(1, keepdim=True).clamp_min(1e-6)
-        ya = smooth_targets(one_hot(batch.labels[batch.indices[0]], k), self.smoothing)
-        yb = smooth_targets(one_hot(batch.labels[batch.indices[1]], k), self.smoothing)
+        ya = smooth_targets(batch.source_targets(0), self.smoothing)
+        yb = smooth_targets(batch.source_targets(1), self.smoothing)
         ce_a = -(ya * F.log_softmax(F.linear(tgt_feat, fc.weight.float(), None if fc.bias is None else fc.bias.float()), -1)).sum(-1)
         ce_b = -(yb * F.log_softmax(F.linear(src_feat, fc.weight.float(), None if fc.bias is None else fc.bias.float()), -1)).sum(-1)
         fine = (0.5 * (ce_a + ce_b) * on).mean()

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from mixbench.mixups._ops import SampledPolicy, blend, per_sample
-from mixbench.mixups.base import MixBatch, MixContext, pair_batch
+from mixbench.mixups.base import ANY_TARGETS, MixBatch, MixContext, pair_batch
 from mixbench.registry import MIXUPS
 
 
@@ -42,6 +42,7 @@ class SmoothMix(SampledPolicy):
     """
 
     writes_inputs = True
+    tasks = ANY_TARGETS
 
     def __init__(self, prob: float = 1.0, partner: str = "perm", sigma_range: Sequence[float] = (0.25, 0.5),
                  per_sample: bool = False):

@@ -44,6 +44,7 @@ class Switch(MixPolicy):
         self.probs = [p / sum(probs) for p in probs]
         self.needs = tuple(dict.fromkeys(s for p in self.policies for s in p.needs))
         self.relabels = any(p.relabels for p in self.policies)
+        self.tasks = tuple(t for t in self.policies[0].tasks if all(t in p.tasks for p in self.policies))
         self._host = HostChoice()
         self._current = 0
 

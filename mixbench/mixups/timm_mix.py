@@ -13,11 +13,13 @@ the middle sample unmixed; timm asserts an even batch).
 
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 import torch
 from torch import Tensor
 
+from mixbench.losses.cross_entropy import smooth_targets
 from mixbench.mixups._ops import (SampledPolicy, blend, box_area_fraction, box_from_lam, box_mask, host_boxes,
                                   host_rows, overwrite_rows, paste_row, rand_box_minmax, rand_center)
 from mixbench.mixups.base import MixBatch, MixContext, non_negative, pair_batch, sample_beta
@@ -130,7 +132,7 @@ class TimmMix(SampledPolicy):
         mask = anchor_map.expand(n, 1, h, w) if self.cutmix_alpha > 0 else None
         batch = pair_batch(x, labels, num_classes, index, weight, mask=mask)
         if self.label_smoothing > 0:
-            batch.targets = batch.targets * (1.0 - self.label_smoothing) + self.label_smoothing / num_classes
+            batch.transform = functools.partial(smooth_targets, smoothing=self.label_smoothing)
         return batch
 
 

@@ -113,7 +113,7 @@ class TokenMix(MixPolicy):
         x = blend(inputs, index, torch.where(use_tok, anchor_map, lam_mix.view(-1, 1, 1, 1)))
         area = 1.0 - tok.float().mean(1)
         w_a = torch.where(use_tok, area, lam_mix)
-        extras = {"tokenmix": use_tok.expand(n), "partner_tokens": tok.float(), "num_classes": num_classes}
+        extras = {"tokenmix": use_tok.expand(n), "partner_tokens": tok.float()}
         batch = pair_batch(x, labels, num_classes, index, w_a, mask=torch.where(use_tok, anchor_map, 1.0),
                            extras=extras)
         if self.label_source == "clean":
@@ -140,4 +140,4 @@ class TokenMix(MixPolicy):
             w_a, w_b = ((1 - m) * s).sum(1), (m * s).sum(1)
         on = batch.extras["tokenmix"] & batch.extras.get("applied", torch.ones_like(batch.extras["tokenmix"]))
         weights = [torch.where(on, w_a, batch.weights[0]), torch.where(on, w_b, batch.weights[1])]
-        return batch.with_weights(weights, batch.extras["num_classes"])
+        return batch.with_weights(weights)

@@ -75,7 +75,7 @@ class TransMix(MixPolicy):
         index = self.partner_index(labels.shape[0], ctx, inputs.device)
         batch, use_cut, partner = switch_mix(inputs, labels, num_classes, ctx, index, self.alpha,
                                              self.mixup_alpha, self.switch_prob)
-        batch.extras.update(cut=use_cut, partner_mask=partner, num_classes=num_classes)
+        batch.extras.update(cut=use_cut, partner_mask=partner)
         return batch
 
     def capture(self, model: Any):
@@ -95,4 +95,4 @@ class TransMix(MixPolicy):
         lam = self.ratio * lam0 + (1.0 - self.ratio) * lam1
         on = batch.extras["cut"] & batch.extras.get("applied", torch.ones_like(batch.extras["cut"]))
         w_a = torch.where(on, 1.0 - lam, batch.weights[0])
-        return batch.with_weights([w_a, 1.0 - w_a], batch.extras["num_classes"])
+        return batch.with_weights([w_a, 1.0 - w_a])

@@ -1,11 +1,12 @@
-"""The image classifier that owns the mixup training step (``docs/architecture.md``, interface C).
+"""The model that owns the mixup training step (docs/architecture.md, "Training step").
 
-:class:`MixDataPreprocessor` moves the uint8 batch to the device, normalises it with the dataset's mean/std
-and optionally converts it to channels_last; in training it marks the result ``owned`` (a fresh tensor, made
-for this step), so that the policy may mix it in place. :class:`MixClassifier` (an mmengine ``BaseModel``) then, in
-``mode="loss"``: asks the policy for a :class:`~mixbench.mixups.base.MixBatch` (computing only the model
-signals the policy declares in ``needs``), runs the forward inside ``policy.capture``, mixes features at
-``batch.layer`` through a forward hook when the policy asks for it (ManifoldMix), lets the policy relabel,
+:class:`MixDataPreprocessor` moves the batch to the device, normalises it with the dataset's mean/std, casts
+the labels to the task's label type and optionally converts the inputs to channels_last; in training it marks
+the result ``owned`` (a fresh tensor, made for this step), so that the policy may mix it in place. :class:`MixClassifier`
+(an mmengine ``BaseModel``; a classifier or, with a regression task, a regressor) then, in ``mode="loss"``: asks
+the policy for a :class:`~mixbench.mixups.base.MixBatch` (computing only the model signals the policy declares
+in ``needs``), binds the task's target builder to it, runs the forward inside ``policy.capture``, mixes features
+at ``batch.layer`` through a forward hook when the policy asks for it (ManifoldMix), lets the policy relabel,
 and returns the mean per-sample loss plus any extra loss terms. ``mode="predict"`` never mixes.
 """
 
@@ -18,24 +19,27 @@ import torch
 from mmengine.model import BaseDataPreprocessor, BaseModel
 from torch import Tensor, nn
 
-from mixbench.mixups.base import MixBatch, MixContext, MixPolicy
+from mixbench.mixups.base import MixBatch, MixContext, MixPolicy, OneHotTargets, TargetBuilder
 from mixbench.registry import BACKBONES, HEADS, LOSSES, MIXUPS, MODELS, build
 
 
 class MixDataPreprocessor(BaseDataPreprocessor):
-    """uint8 N×C×H×W → float, normalised with per-channel mean/std given in 0..255 units.
+    """N×C×H×W → float, normalised with per-channel mean/std given in 0..255 units; labels to ``label_dtype``.
 
     Args:
         mean: per-channel mean (0..255 units).
         std: per-channel standard deviation (0..255 units).
         channels_last: return inputs in ``torch.channels_last`` memory format (faster convs on GPUs).
+        label_dtype: the task's label type (int64 class indices, float32 regression targets).
     """
 
-    def __init__(self, mean: Sequence[float], std: Sequence[float], channels_last: bool = False):
+    def __init__(self, mean: Sequence[float], std: Sequence[float], channels_last: bool = False,
+                 label_dtype: torch.dtype = torch.int64):
         super().__init__()
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), False)
         self.channels_last = channels_last
+        self.label_dtype = label_dtype
 
     def forward(self, data: Mapping[str, Any], training: bool = False) -> dict[str, Any]:
         """``{"inputs", "labels"}``, plus ``owned: True`` in training: the normalisation always makes a new
@@ -45,7 +49,9 @@ class MixDataPreprocessor(BaseDataPreprocessor):
         x = (x.float() - self.mean) / self.std
         if self.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
-        out = {"inputs": x, "labels": data["labels"].long()}
+        out = {"inputs": x, "labels": data["labels"].to(self.label_dtype)}
+        if "groups" in data:
+            out["groups"] = data["groups"]
         if training:
             out["owned"] = True
         return out
@@ -60,19 +66,22 @@ class MixClassifier(BaseModel):
         head: head module (``HEADS`` entry).
         policy: mixup policy applied during training (``MIXUPS`` entry).
         loss: per-sample loss (``LOSSES`` entry).
-        num_classes: number of classes.
+        num_classes: number of outputs: classes, or regression targets.
         data_preprocessor: normalisation module (see :class:`MixDataPreprocessor`).
         seed: seed of the mixing generator (reseeded per epoch by the runner for exact resume).
+        targets: the task's target builder bound to every mixed batch (default: soft one-hot over
+            ``num_classes``, the classification task's).
     """
 
     def __init__(self, backbone: nn.Module, head: nn.Module, policy: MixPolicy, loss: Any, num_classes: int,
-                 data_preprocessor: MixDataPreprocessor, seed: int = 0):
+                 data_preprocessor: MixDataPreprocessor, seed: int = 0, targets: TargetBuilder | None = None):
         super().__init__(data_preprocessor=data_preprocessor)
         self.backbone = backbone
         self.head = head
         self.policy = policy
         self.loss_fn = loss
         self.num_classes = num_classes
+        self.targets = OneHotTargets(num_classes) if targets is None else targets
         self.num_prefix_tokens = int(getattr(backbone, "num_prefix_tokens", 0) or 0)
         self.seed = seed
         self._generator: torch.Generator | None = None
@@ -97,15 +106,20 @@ class MixClassifier(BaseModel):
     def logits(self, feats: Tensor) -> Tensor:
         return self.head(feats, num_prefix_tokens=self.num_prefix_tokens)
 
-    def forward(self, inputs: Tensor, labels: Tensor | None = None, mode: str = "tensor", owned: bool = False) -> Any:
+    def forward(self, inputs: Tensor, labels: Tensor | None = None, mode: str = "tensor",
+                groups: Tensor | None = None, owned: bool = False) -> Any:
         """``owned``: ``inputs`` belongs to this call (see :class:`MixDataPreprocessor`); only ``loss`` uses it."""
         if mode == "loss":
             return self.loss(inputs, labels, owned)
         feats = self.features(inputs)
         logits = self.logits(feats)
         if mode == "predict":
-            # one element per batch: the metric accumulates counts per batch, not per sample
-            return [{"logits": logits.detach(), "labels": labels}]
+            # one element per batch: the metric accumulates counts per batch, not per sample; ``logits`` are
+            # the head's outputs (class scores, or predicted targets for regression)
+            out = {"logits": logits.detach(), "labels": labels}
+            if groups is not None:
+                out["groups"] = groups
+            return [out]
         return logits
 
     def loss(self, inputs: Tensor, labels: Tensor, owned: bool = False) -> dict[str, Tensor]:
@@ -119,7 +133,7 @@ class MixClassifier(BaseModel):
         ctx = MixContext(generator=self.generator(inputs.device), epoch=self.progress["epoch"],
                          iter=self.progress["iter"], progress=self.progress["progress"], signals=signals, model=self,
                          owned=owned)
-        batch = policy(inputs, labels, self.num_classes, ctx)
+        batch = policy(inputs, labels, self.num_classes, ctx).bind(self.targets)
         with policy.capture(self) as captured, self._mix_at_layer(batch):
             x = batch.mix_features(batch.inputs) if batch.layer == 0 else batch.inputs
             feats = self.features(x)
@@ -148,17 +162,24 @@ class MixClassifier(BaseModel):
 
 def build_classifier(cfg: Mapping[str, Any], *, num_classes: int, in_chans: int, mean: Sequence[float],
                      std: Sequence[float], source: str = "") -> BaseModel:
-    """Build the model of a validated config for a dataset with the given shape and statistics."""
+    """Build the model of a validated config for a dataset with the given shape and statistics.
+
+    ``num_classes`` is the task's output size (classes, or regression targets).
+    """
+    from mixbench.config.task import build_task
+
+    task = build_task(cfg)
     model_cfg = cfg["model"]
     backbone = build(BACKBONES, model_cfg["backbone"], "model.backbone", source, in_chans=in_chans)
     head = build(HEADS, model_cfg["head"], "model.head", source, in_features=backbone.num_features,
                  num_classes=num_classes)
     policy = build(MIXUPS, cfg["mixup"], "mixup", source)
     loss = build(LOSSES, cfg["loss"], "loss", source, num_classes=num_classes)
-    pre = MixDataPreprocessor(mean, std, channels_last=cfg["runtime"]["channels_last"])
+    pre = MixDataPreprocessor(mean, std, channels_last=cfg["runtime"]["channels_last"],
+                              label_dtype=task.label_dtype)
     cls = MODELS.get(model_cfg["type"])
     model = cls(backbone=backbone, head=head, policy=policy, loss=loss, num_classes=num_classes,
-                data_preprocessor=pre, seed=cfg["seed"])
+                data_preprocessor=pre, seed=cfg["seed"], targets=task.target_builder(num_classes))
     if cfg["runtime"]["channels_last"]:
         model = model.to(memory_format=torch.channels_last)
     return model

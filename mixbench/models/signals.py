@@ -1,4 +1,4 @@
-"""Model signals for the policies that read the model (DESIGN §4–5, interface C).
+"""Model signals for the policies that read the model (docs/architecture.md, "Policy contract", interface C).
 
 The classifier calls :func:`build_signals` once per training step with the normalised batch and the names a
 policy declared in ``needs``; each entry is a callable computed on first use and cached, so a policy that does

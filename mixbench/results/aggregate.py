@@ -1,4 +1,4 @@
-"""Aggregate runs into a leaderboard (docs/architecture.md).
+"""Aggregate runs into a leaderboard (docs/architecture.md, "Leaderboards").
 
 Runs are grouped by (dataset, backbone, epochs, method) plus any parameters the user names; each group
 reports mean ± sample std over its seeds, n, a 95% confidence interval of the mean from the t-distribution
@@ -27,7 +27,7 @@ import pandas as pd
 import yaml
 
 from mixbench.errors import ConfigError
-from mixbench.results.record import METRIC_DEFS
+from mixbench.results.record import METRIC_DEFS, OPTIONAL_METRIC_DEFS
 from mixbench.results.store import Store, read_curve
 
 log = logging.getLogger("mixbench.results")
@@ -41,9 +41,30 @@ METRIC_LABELS = {"top1": "top-1", "top5": "top-5", "loss": "loss"}
 
 
 def percent_metric(metric: str) -> bool:
-    """Top-k accuracies are stored as fractions in records (mixbench.evaluation) and shown in percent."""
-    return metric.startswith("top") and metric[3:].isdigit()
-_DEF_TEXT = {"final": "final epoch", "best": "best epoch", "median_last_k": "median of the last {k} epochs"}
+    """Metrics stored as fractions in records (top-k accuracies, ECEs: unit ``fraction``) are shown in percent."""
+    from mixbench.evaluation.specs import metric_spec
+
+    spec = metric_spec(metric)
+    return spec is not None and spec.unit == "fraction"
+
+
+_DEF_TEXT = {"final": "final epoch", "best": "best epoch", "median_last_k": "median of the last {k} epochs",
+             "selected": "at the epoch selected on the held-out split"}
+
+
+def metric_direction(runs: pd.DataFrame, metric: str) -> bool:
+    """Whether higher is better for ``metric``: the direction the records store, else the metric's spec;
+    records from before directions existed hold only top-k accuracies (higher is better)."""
+    from mixbench.evaluation.specs import metric_spec
+
+    col = f"{metric}.direction"
+    stored = set(runs[col].dropna()) if col in runs else set()
+    if len(stored) > 1:
+        raise ConfigError(f"--metric: records disagree on the direction of '{metric}': {sorted(stored)}")
+    if stored:
+        return stored.pop() == "higher"
+    spec = metric_spec(metric)
+    return True if spec is None else spec.higher_is_better
 
 
 @dataclass
@@ -85,7 +106,10 @@ class Board:
 
     @property
     def metric_label(self) -> str:
-        label = METRIC_LABELS.get(self.metric, self.metric)
+        from mixbench.evaluation.specs import metric_spec
+
+        spec = metric_spec(self.metric)
+        label = METRIC_LABELS.get(self.metric, spec.label if spec is not None else self.metric)
         return f"{label} (%)" if self.scale == 100.0 else label
 
     @property
@@ -95,7 +119,8 @@ class Board:
     @property
     def header(self) -> str:
         """The metric definition as it goes into every table header."""
-        return f"{self.metric_label}, {self.definition_text}, mean ± std over n seeds"
+        lower = "" if self.higher_is_better else " (lower is better)"
+        return f"{self.metric_label}{lower}, {self.definition_text}, mean ± std over n seeds"
 
     @property
     def has_reference(self) -> bool:
@@ -213,7 +238,7 @@ def aggregate(
     definition: str = "median_last_k",
     by: Sequence[str] | None = None,
     reference: pd.DataFrame | None = None,
-    higher_is_better: bool = True,
+    higher_is_better: bool | None = None,
     title: str = "mixbench leaderboard",
     reference_source: str | None = None,
 ) -> Board:
@@ -226,11 +251,12 @@ def aggregate(
         by: grouping keys (default dataset, backbone, epochs, method); bare param names allowed.
         reference: published numbers: a table with some of the ``by`` columns plus ``reference``; rows
             are matched on the shared columns and get ``reference`` and ``diff`` columns.
-        higher_is_better: rank direction.
+        higher_is_better: rank direction; ``None`` (default): the direction the records store for the metric.
         title / reference_source: carried to the renderers.
     """
-    if definition not in METRIC_DEFS:
-        raise ConfigError(f"--definition: unknown '{definition}'; valid: {', '.join(METRIC_DEFS)}")
+    if definition not in METRIC_DEFS + OPTIONAL_METRIC_DEFS:
+        raise ConfigError(f"--definition: unknown '{definition}'; valid: "
+                          f"{', '.join(METRIC_DEFS + OPTIONAL_METRIC_DEFS)}")
     store = source if isinstance(source, Store) else Store(runs=source)
     runs = store.runs
     by = resolve_by(by, runs)
@@ -238,6 +264,8 @@ def aggregate(
     if not runs.empty and metric not in store.metric_names() and (runs["status"] == "finished").any():
         raise ConfigError(f"--metric: no run has metric '{metric}'; found: {', '.join(store.metric_names())}")
 
+    if higher_is_better is None:
+        higher_is_better = metric_direction(runs, metric)
     reasons = _exclusion_reasons(runs, col) if not runs.empty else pd.Series(dtype=object)
     keep = reasons == ""
     good = runs[keep] if not runs.empty else runs

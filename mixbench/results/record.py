@@ -1,11 +1,14 @@
-"""The run record (DESIGN §6): the one file per run that leaderboards read.
+"""The run record (docs/architecture.md, "Run directory and record"): the one file per run that leaderboards read.
 
 ``record.json`` is written atomically (temp file in the same directory, fsync, rename) so a reader never sees
 a half-written record. :func:`validate_record` checks a loaded record against the versioned schema and
 returns a list of problems, one per bad field.
 
-Metric values are stored as the evaluator computes them: top-k accuracies as fractions in [0, 1]
-(boards show them in percent). Non-finite values are stored as the strings ``"nan"``/``"inf"``.
+Metric values are stored as the evaluator computes them: top-k accuracies and ECEs as fractions in [0, 1]
+(boards show them in percent). Non-finite values are stored as the strings ``"nan"``/``"inf"``. Each metric
+carries its ``direction`` (``higher``/``lower`` is better; records written before it existed hold only
+higher-is-better top-k accuracies) and, after model selection on a held-out split, ``selected`` (its value at the
+selected epoch) and ``selected_epoch``.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from typing import Any, Mapping
 SCHEMA_VERSION = 1
 STATUSES = ("running", "finished", "failed")
 METRIC_DEFS = ("final", "best", "median_last_k")
+OPTIONAL_METRIC_DEFS = ("selected",)
+DIRECTIONS = ("higher", "lower")
 RECORD_NAME = "record.json"
 METRICS_LOG_NAME = "metrics.jsonl"
 # How a non-finite float is spelled after :func:`_json_safe` (``str(float("nan"))`` etc.).
@@ -165,6 +170,12 @@ def is_valid_record(rec: Any) -> bool:
         k = m.get("k", _MISSING)
         if k is not _MISSING and (type(k) is not int or k < 1):
             return False
+        if m.get("direction", "higher") not in DIRECTIONS:
+            return False
+        v = m.get("selected")
+        if v is not None and type(v) not in _NUMBER_TYPES and (type(v) is not str or v.strip().lower()
+                                                                not in _NON_FINITE):
+            return False
     return rec["status"] != "failed" or bool(rec["error"])
 
 
@@ -197,6 +208,11 @@ def validate_record(rec: Any) -> list[str]:
         # k of median_last_k: optional, but a positive int when present (it goes into the board header).
         if "k" in m and (not isinstance(m["k"], int) or isinstance(m["k"], bool) or m["k"] < 1):
             problems.append(f"metrics.{name}.k: expected a positive int, got {m['k']!r}")
+        if m.get("direction", "higher") not in DIRECTIONS:
+            problems.append(f"metrics.{name}.direction: expected one of {'/'.join(DIRECTIONS)}, "
+                            f"got {m['direction']!r}")
+        if "selected" in m and not _metric_value_ok(m["selected"]):
+            problems.append(f"metrics.{name}.selected: expected a number, null or 'nan', got {m['selected']!r}")
     if rec["status"] == "failed" and not rec.get("error"):
         problems.append("error: a failed run must say why")
     return problems

@@ -1,7 +1,7 @@
 """The results store: every ``record.json`` under one or more work dirs, as one pandas table.
 
 A store is read-only and rebuilt from disk each time, so it can never disagree with the run records
-(DESIGN §6). Each record is validated against the versioned schema; a corrupt or partial one is skipped
+(docs/architecture.md, "Run directory and record"). Each record is validated against the versioned schema; a corrupt or partial one is skipped
 with a one-line warning naming the file, and the reason is kept in :attr:`Store.skipped` so boards can
 list it. Which runs enter a board (finished, finite metric) is decided by :mod:`mixbench.results.aggregate`
 because "NaN" depends on the metric definition the board uses.
@@ -19,7 +19,8 @@ from typing import Any, Iterable, Iterator, Mapping
 import pandas as pd
 
 from mixbench.errors import ConfigError
-from mixbench.results.record import METRIC_DEFS, METRICS_LOG_NAME, RECORD_NAME, as_float, load_record
+from mixbench.results.record import (METRIC_DEFS, METRICS_LOG_NAME, OPTIONAL_METRIC_DEFS, RECORD_NAME, as_float,
+                                     load_record)
 
 log = logging.getLogger("mixbench.results")
 
@@ -86,7 +87,7 @@ def _walk(top: str) -> Iterator[str]:
 
 
 _SCALAR_TYPES = frozenset((str, int, float, bool, type(None)))
-_METRIC_SUFFIXES = tuple((d, "." + d) for d in METRIC_DEFS)
+_METRIC_SUFFIXES = tuple((d, "." + d) for d in METRIC_DEFS + OPTIONAL_METRIC_DEFS)
 
 
 def flatten_record(rec: Mapping[str, Any], path: str | os.PathLike,
@@ -107,6 +108,8 @@ def flatten_record(rec: Mapping[str, Any], path: str | os.PathLike,
             row[name + suffix] = v if type(v) is float else as_float(v)
         if "k" in m:
             row[name + ".k"] = m["k"]
+        if "direction" in m:
+            row[name + ".direction"] = m["direction"]
     for group in _FLAT_FIELDS:
         for key, value in (rec.get(group) or {}).items():
             if _is_scalar(value):

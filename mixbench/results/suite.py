@@ -12,6 +12,7 @@ A suite file (``benchmarks/<suite>.yaml``)::
     by: [dataset, backbone, epochs, method]
     overrides: [schedule.epochs=10]   # for every run
     reference_source: OpenMixup docs/en/mixup_benchmarks/Mixup_cifar.md
+    claim: mixup is more robust than ERM at 60% label noise   # optional, stated on the board
     slurm: {timeout_min: 600, gpus_per_node: 1}   # submitit parameters for --launcher submitit
     runs:
       - config: configs/digits/mixup.yaml
@@ -49,14 +50,14 @@ import yaml
 from mixbench.config.schema import RANGES
 from mixbench.errors import ConfigError
 from mixbench.results.aggregate import DEFAULT_BY, Board, aggregate
-from mixbench.results.record import METRIC_DEFS
+from mixbench.results.record import METRIC_DEFS, OPTIONAL_METRIC_DEFS
 from mixbench.results.store import Store, scan
 
 log = logging.getLogger("mixbench.results")
 
 TRAIN_CMD = (sys.executable, "-m", "mixbench.cli.main", "train")
 _SUITE_KEYS = {"name", "title", "description", "work_dir", "out", "seeds", "metric", "definition", "by",
-               "overrides", "reference_source", "slurm", "runs", "higher_is_better"}
+               "overrides", "reference_source", "slurm", "runs", "higher_is_better", "claim"}
 _RUN_KEYS = {"config", "label", "overrides", "seeds", "reference"}
 
 
@@ -91,7 +92,8 @@ class Suite:
     runs: list[SuiteRun]
     reference_source: str | None = None
     slurm: dict[str, Any] = field(default_factory=dict)
-    higher_is_better: bool = True
+    higher_is_better: bool | None = None  # None: the direction the records store
+    claim: str | None = None  # the published claim the suite tests, stated on its board
 
     def run_dir(self, run: SuiteRun) -> Path:
         return self.work_dir / run.dirname
@@ -146,8 +148,9 @@ def load_suite(path: str | os.PathLike) -> Suite:
     if unknown:
         raise ConfigError(f"{path}: unknown key '{unknown[0]}'; valid: {', '.join(sorted(_SUITE_KEYS))}")
     definition = data.get("definition", "median_last_k")
-    if definition not in METRIC_DEFS:
-        raise ConfigError(f"{path}: definition '{definition}' unknown; valid: {', '.join(METRIC_DEFS)}")
+    if definition not in METRIC_DEFS + OPTIONAL_METRIC_DEFS:
+        raise ConfigError(f"{path}: definition '{definition}' unknown; valid: "
+                          f"{', '.join(METRIC_DEFS + OPTIONAL_METRIC_DEFS)}")
     seeds = _seeds(data.get("seeds", [0]), "seeds", path)
     common = [str(o) for o in _as_list(data.get("overrides"), "overrides", path)]
     raw_runs = data.get("runs")
@@ -185,7 +188,8 @@ def load_suite(path: str | os.PathLike) -> Suite:
                  metric=str(data.get("metric", "top1")), definition=definition,
                  by=[str(b) for b in _as_list(data.get("by", list(DEFAULT_BY)), "by", path)],
                  overrides=common, runs=runs, reference_source=data.get("reference_source"), slurm=slurm,
-                 higher_is_better=bool(data.get("higher_is_better", True)))
+                 higher_is_better=None if data.get("higher_is_better") is None else bool(data["higher_is_better"]),
+                 claim=None if data.get("claim") is None else " ".join(str(data["claim"]).split()))
 
 
 # ---------------------------------------------------------------------------------------------------- state
@@ -423,6 +427,8 @@ def suite_board(suite: Suite) -> Board:
     board = aggregate(store, metric=suite.metric, definition=suite.definition, by=by, reference=reference,
                       higher_is_better=suite.higher_is_better, title=suite.title,
                       reference_source=suite.reference_source)
+    if suite.claim:
+        board.notes.insert(0, f"Claim tested: {suite.claim}")
     st = status_table(suite)
     missing = st[st["status"].isin(["missing"])]
     if len(missing):

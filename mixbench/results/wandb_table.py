@@ -1,4 +1,4 @@
-"""Log a board as a wandb Table (DESIGN §6: wandb is an extra sink, offline unless the user opts in)."""
+"""Log a board as a wandb Table (docs/architecture.md, "Run directory and record": wandb is an extra sink, offline unless the user opts in)."""
 
 from __future__ import annotations
 
