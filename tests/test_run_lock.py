@@ -104,6 +104,8 @@ def test_second_train_on_a_running_run_dir_is_one_line_then_a_killed_holder_resu
                              stderr=subprocess.DEVNULL)
     try:
         _wait_for(lambda: list(tmp_path.glob("digits/*/epoch_1.pth")), first, "a checkpoint")
+        # a stopped holder keeps its lock: the second command meets a running run however slow it starts
+        first.send_signal(signal.SIGSTOP)
         (run_dir,) = [p.parent for p in tmp_path.glob("digits/*/record.json")]
         before = sorted(p.name for p in run_dir.iterdir())
         second = run_cli([*args, "--force"], ROOT)  # --force, the harshest: it would clear the run dir
