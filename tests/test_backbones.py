@@ -19,6 +19,7 @@ TINY = {
     "wrn28": (dict(widen_factor=1, dropout=0.1), (2, 3, 16, 16)),
     "timm": (dict(name="resnet10t", in_chans=2), (2, 2, 32, 32)),
     "torchvision": (dict(name="resnet18", in_chans=2), (2, 2, 32, 32)),
+    "mlp": (dict(in_chans=10, hidden=16), (2, 10, 1, 1)),
 }
 
 
