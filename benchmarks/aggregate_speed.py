@@ -35,8 +35,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from mixbench.results.aggregate import aggregate
 from mixbench.results import store as store_mod
+from mixbench.results.aggregate import aggregate
 from mixbench.results.record import SCHEMA_VERSION, load_record, record_text
 from mixbench.results.render import to_csv, to_html, to_latex, to_markdown
 from mixbench.results.store import scan

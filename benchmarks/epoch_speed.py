@@ -20,8 +20,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
-
 from mixbench.config import load_config
 from mixbench.engine.report import read_metrics
 

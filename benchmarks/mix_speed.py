@@ -69,7 +69,8 @@ def peers(num_classes: int) -> list[tuple[str, str, Callable, bool]]:
     except ImportError:
         pass
     try:
-        from mmpretrain.models.utils.batch_augments import CutMix, Mixup as MMMixup, ResizeMix
+        from mmpretrain.models.utils.batch_augments import CutMix, ResizeMix
+        from mmpretrain.models.utils.batch_augments import Mixup as MMMixup
         oh = lambda f: (lambda x, y: f(x, torch.nn.functional.one_hot(y, num_classes).float()))  # noqa: E731
         out.append(("mixup", "mmpretrain", oh(MMMixup(alpha=1.0)), True))
         out.append(("cutmix", "mmpretrain", oh(CutMix(alpha=1.0)), True))

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 from mixbench.config import load_config
-from mixbench.models.classifier import MixDataPreprocessor, build_classifier
 from mixbench.mixups.base import MixBatch, MixPolicy
+from mixbench.models.classifier import MixDataPreprocessor, build_classifier
 
 
 def _model(*overrides: str):
@@ -80,6 +80,5 @@ def test_feature_mixing_at_a_layer_uses_a_forward_hook() -> None:
 
 
 def _targets(labels):
-    n = labels.shape[0]
     onehot = torch.nn.functional.one_hot(labels, 10).float()
     return 0.5 * onehot + 0.5 * onehot.flip(0)

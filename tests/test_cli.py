@@ -7,11 +7,11 @@ import sys
 
 import pytest
 import torch
+from _spine import ROOT, env, run_cli
 
 from mixbench.cli import main as cli_main
 from mixbench.errors import ConfigError
 from mixbench.registry import REGISTRIES
-from _spine import ROOT, env, run_cli
 
 
 def test_list_all_registries(capsys: pytest.CaptureFixture) -> None:

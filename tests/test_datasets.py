@@ -131,7 +131,7 @@ def test_tiny_imagenet_layout(tmp_path):
 def test_cub_layout(tmp_path):
     rows = [(1, "001.A/a1.jpg", 1, 1), (2, "001.A/a2.jpg", 1, 0), (3, "002.B/b1.jpg", 2, 1), (4, "002.B/b2.jpg", 2, 0),
             (5, "002.B/b3.jpg", 2, 1)]
-    for i, rel, lab, _ in rows:
+    for _, rel, lab, _ in rows:
         write_image(tmp_path / "images" / rel, 40 * (lab - 1) + 10)
     (tmp_path / "images.txt").write_text("".join(f"{i} {rel}\n" for i, rel, _, _ in rows))
     (tmp_path / "image_class_labels.txt").write_text("".join(f"{i} {lab}\n" for i, _, lab, _ in rows))

@@ -9,12 +9,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from _spine import ROOT, TINY, TRAIN, env
 
 from mixbench.config import config_hash, load_config, run_dir_of
 from mixbench.engine import dist
 from mixbench.results.record import read_record, validate_record
-from _spine import ROOT, TINY, TRAIN, env
-
 
 TORCHRUN_2 = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from _dynamic_models import cnn, train_step, vit
+
 from mixbench.losses.cross_entropy import SoftTargetCrossEntropy
 from mixbench.mixups._graphcut import energy, solve, solve_exact
 from mixbench.mixups.base import MixContext

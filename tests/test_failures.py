@@ -16,10 +16,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from _spine import ROOT, TINY, TRAIN, env, run_cli
 
 from mixbench.config import load_config, run_dir_of
 from mixbench.results.record import read_record, validate_record
-from _spine import ROOT, TINY, TRAIN, env, run_cli
 
 ARGS = ["configs/digits/vanilla.yaml", *TINY]
 

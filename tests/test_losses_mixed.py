@@ -71,8 +71,10 @@ def test_decoupled_term():
     ya, yb = batch.labels, batch.labels[batch.indices[1]]
     expected = []
     for i in range(2):
-        za = z[i].clone(); za[yb[i]] = -float("inf")
-        zb = z[i].clone(); zb[ya[i]] = -float("inf")
+        za = z[i].clone()
+        za[yb[i]] = -float("inf")
+        zb = z[i].clone()
+        zb[ya[i]] = -float("inf")
         dec = 0.1 * batch.weights[0][i] * -F.log_softmax(za, 0)[ya[i]] + 0.1 * batch.weights[1][i] * -F.log_softmax(zb, 0)[yb[i]]
         expected.append(soft[i] + dec)
     torch.testing.assert_close(loss, torch.stack(expected))

@@ -15,8 +15,16 @@ from _results_fixtures import make_record, write_run
 from mixbench.cli.leaderboard import main as leaderboard_main
 from mixbench.errors import ConfigError
 from mixbench.results.aggregate import aggregate, curves, reference_table
-from mixbench.results.render import (FORMATS, latex_escape, parse_formats, to_csv, to_html, to_latex, to_markdown,
-                                     write_board)
+from mixbench.results.render import (
+    FORMATS,
+    latex_escape,
+    parse_formats,
+    to_csv,
+    to_html,
+    to_latex,
+    to_markdown,
+    write_board,
+)
 from mixbench.results.store import scan
 from mixbench.results.wandb_table import board_frame
 

@@ -8,8 +8,15 @@ import pytest
 from _results_fixtures import make_record, write_run
 
 from mixbench.errors import ConfigError
-from mixbench.results.record import (SCHEMA_VERSION, as_float, is_valid_record, load_record, read_record,
-                                     validate_record, write_record)
+from mixbench.results.record import (
+    SCHEMA_VERSION,
+    as_float,
+    is_valid_record,
+    load_record,
+    read_record,
+    validate_record,
+    write_record,
+)
 from mixbench.results.store import read_curve, scan
 
 

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from _spine import ROOT, TINY, TRAIN, env, run_cli
 
 from mixbench.engine import compat
 from mixbench.results.record import read_record
-from _spine import ROOT, TINY, TRAIN, env, run_cli
 
 pytestmark = pytest.mark.slow
 

@@ -12,11 +12,11 @@ import time
 from pathlib import Path
 
 import pytest
+from _spine import ROOT, TINY, TRAIN, env, run_cli
 
 from mixbench.engine.lock import LOCK_NAME, RunLock, read_holder
 from mixbench.errors import ConfigError, RunDirError
 from mixbench.results.record import read_record
-from _spine import ROOT, TINY, TRAIN, env, run_cli
 
 HOLD = ("import sys, time\nfrom mixbench.engine.lock import RunLock\n"
         "RunLock(sys.argv[1]).acquire()\nprint('locked', flush=True)\ntime.sleep(600)\n")

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import glob
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from _spine import ROOT, TINY, env, run_cli
 
 from mixbench.results.record import read_record, validate_record
-from _spine import ROOT, TINY, env, run_cli
 
 pytestmark = pytest.mark.slow
 

@@ -23,8 +23,16 @@ import yaml
 from mixbench.config.validate import config_hash, run_dir_of
 from mixbench.engine import dist
 from mixbench.engine.lock import LOCK_NAME, RunLock
-from mixbench.engine.report import (base_record, environment, now, peak_memory, read_metrics, summarise_run, timing,
-                                    truncate_metrics)
+from mixbench.engine.report import (
+    base_record,
+    environment,
+    now,
+    peak_memory,
+    read_metrics,
+    summarise_run,
+    timing,
+    truncate_metrics,
+)
 from mixbench.errors import ConfigError, RunDirError
 from mixbench.results.record import atomic_write_text, read_record, validate_record, write_record
 

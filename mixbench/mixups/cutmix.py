@@ -13,8 +13,19 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from mixbench.mixups._ops import (SampledPolicy, blend, box_area_fraction, box_from_lam, box_mask, host_rows,
-                                  on_host, paste_rows, per_sample, rand_box_minmax, rand_center)
+from mixbench.mixups._ops import (
+    SampledPolicy,
+    blend,
+    box_area_fraction,
+    box_from_lam,
+    box_mask,
+    host_rows,
+    on_host,
+    paste_rows,
+    per_sample,
+    rand_box_minmax,
+    rand_center,
+)
 from mixbench.mixups.base import ANY_TARGETS, MixBatch, MixContext, pair_batch, sample_beta
 from mixbench.registry import MIXUPS
 

@@ -20,8 +20,19 @@ import torch
 from torch import Tensor
 
 from mixbench.losses.cross_entropy import smooth_targets
-from mixbench.mixups._ops import (SampledPolicy, blend, box_area_fraction, box_from_lam, box_mask, host_boxes,
-                                  host_rows, overwrite_rows, paste_row, rand_box_minmax, rand_center)
+from mixbench.mixups._ops import (
+    SampledPolicy,
+    blend,
+    box_area_fraction,
+    box_from_lam,
+    box_mask,
+    host_boxes,
+    host_rows,
+    overwrite_rows,
+    paste_row,
+    rand_box_minmax,
+    rand_center,
+)
 from mixbench.mixups.base import MixBatch, MixContext, non_negative, pair_batch, sample_beta
 from mixbench.registry import MIXUPS
 

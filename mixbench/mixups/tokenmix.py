@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from mixbench.mixups._ops import blend
-from mixbench.mixups._tokens import grid_side, model_patch_size, pixels_of, rank_select
+from mixbench.mixups._tokens import model_patch_size, pixels_of, rank_select
 from mixbench.mixups.base import MixBatch, MixContext, MixPolicy, pair_batch, positive, sample_beta
 from mixbench.models.signals import capture_attention
 from mixbench.registry import MIXUPS

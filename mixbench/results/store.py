@@ -19,8 +19,14 @@ from typing import Any, Iterable, Iterator, Mapping
 import pandas as pd
 
 from mixbench.errors import ConfigError
-from mixbench.results.record import (METRIC_DEFS, METRICS_LOG_NAME, OPTIONAL_METRIC_DEFS, RECORD_NAME, as_float,
-                                     load_record)
+from mixbench.results.record import (
+    METRIC_DEFS,
+    METRICS_LOG_NAME,
+    OPTIONAL_METRIC_DEFS,
+    RECORD_NAME,
+    as_float,
+    load_record,
+)
 
 log = logging.getLogger("mixbench.results")
 
