@@ -223,4 +223,6 @@ def test_killed_suite_runner_ends_its_training_processes(tmp_path, fake_env, mon
         time.sleep(0.05)
     assert not any(map(_alive, trainers)), "a training process outlived the suite runner"
     assert [state for _, state in _calls(fake_env)] == ["new"]
-    assert status_table(load_suite(path))["status"].tolist() == ["running", "missing"]  # resumable, no twin
+    # nothing finished behind the runner's back; the killed run is resumable (its record may not exist yet)
+    first, second = status_table(load_suite(path))["status"].tolist()
+    assert first in ("running", "missing") and second == "missing"
