@@ -56,13 +56,8 @@ def test_every_policy_declares_registered_tasks():
     assert ("regression", "cmixup") in PAIRS and ("classification", "cmixup") not in PAIRS
 
 
-@pytest.mark.parametrize("task,name", PAIRS, ids=lambda v: str(v))
-def test_policy_under_task_builds_the_task_targets(task, name):
-    """Through the model's step: targets are the task's builder applied to the batch's parts, and the loss is
-    finite; the labels the model sees have the task's type."""
-    policy = build(MIXUPS, {"type": name, **OPTIONS.get(name, {})}, "mixup")
-    model = tiny_model(task, policy)
-    x, y = task_batch(task)
+def spy_on_loss(model, x, y):
+    """The preprocessed training batch, and a dict that receives the MixBatch the loss sees on the next step."""
     seen = {}
     inner = model.loss_fn
 
@@ -71,7 +66,17 @@ def test_policy_under_task_builds_the_task_targets(task, name):
         return inner(logits, batch)
 
     model.loss_fn = spy
-    data = model.data_preprocessor({"inputs": x, "labels": y}, True)
+    return model.data_preprocessor({"inputs": x, "labels": y}, True), seen
+
+
+@pytest.mark.parametrize("task,name", PAIRS, ids=lambda v: str(v))
+def test_policy_under_task_builds_the_task_targets(task, name):
+    """Through the model's step: targets are the task's builder applied to the batch's parts, and the loss is
+    finite; the labels the model sees have the task's type."""
+    policy = build(MIXUPS, {"type": name, **OPTIONS.get(name, {})}, "mixup")
+    model = tiny_model(task, policy)
+    x, y = task_batch(task)
+    data, seen = spy_on_loss(model, x, y)
     assert data["labels"].dtype == TASKS.get(task).label_dtype
     losses = model(**data, mode="loss")
     assert torch.isfinite(losses["loss"])
@@ -94,15 +99,7 @@ def test_cmixup_dataset_scope_mixes_with_partners_from_the_training_split():
     pool_x, pool_y = torch.randint(0, 255, (40, 3, H, H), generator=g, dtype=torch.uint8), torch.randn(40, D, generator=g)
     policy.attach(pool_x, pool_y)
     x, y = task_batch("regression")
-    seen = {}
-    inner = model.loss_fn
-
-    def spy(logits, batch):
-        seen["batch"] = batch
-        return inner(logits, batch)
-
-    model.loss_fn = spy
-    data = model.data_preprocessor({"inputs": x, "labels": y}, True)
+    data, seen = spy_on_loss(model, x, y)
     assert torch.isfinite(model(**data, mode="loss")["loss"])
     b = seen["batch"]
     assert b.inputs.shape[0] == 2 * N and b.labels.shape == (2 * N, D) and b.layer == 0
