@@ -20,7 +20,8 @@
    (used for ``pkg::`` config bases and the hub) import it. :func:`patch_package_utils` swaps in
    ``importlib.metadata`` versions when ``pkg_resources`` cannot be imported.
 
-:func:`apply` installs the patches once; it is idempotent.
+:func:`apply` installs the patches once, with the start-up savings of :mod:`mixbench.engine.startup`; it is
+idempotent.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from mmengine.optim import OptimWrapper
 from mmengine.registry import HOOKS, OPTIM_WRAPPERS
 from torch import nn
 
+from mixbench.engine import startup
 from mixbench.results.record import atomic_write_text
 
 # numpy >= 2 moved the array/scalar rebuild functions from numpy.core to numpy._core
@@ -310,4 +312,5 @@ def apply() -> None:
     patch_checkpoint_loader()
     patch_dist_init()
     patch_package_utils()
+    startup.apply()
     _APPLIED = True

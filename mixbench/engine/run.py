@@ -21,7 +21,7 @@ import torch
 import yaml
 
 from mixbench.config.validate import config_hash, run_dir_of
-from mixbench.engine import dist
+from mixbench.engine import dist, startup
 from mixbench.engine.lock import LOCK_NAME, RunLock
 from mixbench.engine.report import (
     base_record,
@@ -125,6 +125,7 @@ def init_wandb(cfg: Mapping[str, Any], run_dir: str, run_id: str) -> Any:
     try:
         import wandb
 
+        startup.patch_wandb_launch_inputs()
         return wandb.init(project=cfg["runtime"]["wandb_project"], name=run_id, id=wid, dir=run_dir, mode=mode,
                           config=dict(cfg), resume="allow", reinit="finish_previous")
     except Exception as exc:  # wandb is an extra sink: a broken setup must not lose the run
