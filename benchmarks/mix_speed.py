@@ -20,7 +20,6 @@ policy aborts the benchmark.
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import statistics
 import sys
@@ -29,6 +28,7 @@ from typing import Callable
 
 import numpy as np
 import torch
+from _table import print_table, write_csv
 
 from mixbench.mixups.base import MixContext
 from mixbench.registry import MIXUPS, build
@@ -174,16 +174,9 @@ def main(argv: list[str] | None = None) -> int:
             f" ({torch.cuda.get_device_name() if device.type == 'cuda' else f'{torch.get_num_threads()} threads'}),"
             f" torch {torch.__version__}, median of {args.reps} interleaved rounds,"
             f" load average {load_start:.2f} at start, {load_end:.2f} at end")
-    print(note)
-    print(" ".join(f"{h:>20}" for h in header))
-    for r in rows:
-        print(" ".join(f"{str(r[h]):>20}" for h in header))
+    print_table(rows, header, note)
     if args.out:
-        with open(args.out, "w", newline="") as f:
-            f.write(note + "\n")
-            w = csv.DictWriter(f, fieldnames=header)
-            w.writeheader()
-            w.writerows(rows)
+        write_csv(args.out, rows, header, note)
     return 0
 
 

@@ -22,7 +22,6 @@ wandb, without TensorBoard, then with one checkpoint at the end) to show where t
 from __future__ import annotations
 
 import argparse
-import csv
 import glob
 import json
 import os
@@ -34,6 +33,7 @@ import time
 from typing import Any, Mapping
 
 import torch
+from _table import print_table, write_csv
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -138,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
         base = [f"schedule.epochs={args.epochs}", "runtime.progress=off", *args.overrides]
         variants, extra = [], []
         if args.baseline:
-            variants.append((f"mixbench at {args.baseline}", os.path.abspath(args.baseline), base))
+            variants.append((f"mixbench at {os.path.basename(os.path.abspath(args.baseline))}",
+                             os.path.abspath(args.baseline), base))
         for name, over in VARIANTS:
             extra += [o.format(epochs=args.epochs) for o in over]
             variants.append((name, ROOT, base + extra))
@@ -180,17 +181,10 @@ def main(argv: list[str] | None = None) -> int:
             f"{args.threads} CPU thread(s) per run, torch {torch.__version__}, whole processes timed, "
             f"load average {load_start:.2f} at start, {load_end:.2f} at end; s = median bare time x median ratio, "
             f"extra_s = median of (run - mean of the bare runs around it)")
-    print(note)
     header = ["variant", "s", "extra_s", "ratio", "top1"]
-    print(" ".join(f"{h:>26}" for h in header))
-    for r in rows:
-        print(" ".join(f"{str(r[h]):>26}" for h in header))
+    print_table(rows, header, note, width=26)
     if args.out:
-        with open(args.out, "w", newline="") as f:
-            f.write(note + "\n")
-            w = csv.DictWriter(f, fieldnames=header)
-            w.writeheader()
-            w.writerows(rows)
+        write_csv(args.out, rows, header, note)
     return 0
 
 

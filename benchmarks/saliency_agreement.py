@@ -31,7 +31,6 @@ for ``tests/test_saliency_fine_grained.py`` (CI has no OpenCV).
 from __future__ import annotations
 
 import argparse
-import csv
 import hashlib
 import subprocess
 import sys
@@ -40,6 +39,7 @@ import tempfile
 import numpy as np
 import torch
 import torch.nn.functional as F
+from _table import write_csv
 from scipy.stats import ks_2samp
 
 from mixbench.datasets.base import channel_stats
@@ -233,12 +233,9 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         print(" | ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in r.values()))
     if args.out:
-        with open(args.out, "w", newline="") as f:
-            f.write(f"# OpenCV {version} (opencv-contrib-python-headless), torch {torch.__version__}; "
-                    f"λ = {LAMS[0]}..{LAMS[-1]} step 0.05 per image; border = peak in the outer {FRAME} px\n")
-            w = csv.DictWriter(f, fieldnames=cols)
-            w.writeheader()
-            w.writerows({k: round(v, 4) if isinstance(v, float) else v for k, v in r.items()} for r in rows)
+        write_csv(args.out, [{k: round(v, 4) if isinstance(v, float) else v for k, v in r.items()} for r in rows],
+                  cols, f"# OpenCV {version} (opencv-contrib-python-headless), torch {torch.__version__}; "
+                  f"λ = {LAMS[0]}..{LAMS[-1]} step 0.05 per image; border = peak in the outer {FRAME} px")
     return 0
 
 

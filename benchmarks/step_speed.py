@@ -18,6 +18,7 @@ import sys
 import time
 
 import torch
+from _table import write_csv
 
 from mixbench.models.classifier import MixClassifier, MixDataPreprocessor
 from mixbench.registry import BACKBONES, HEADS, LOSSES, MIXUPS, build, import_components
@@ -127,10 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     w.writeheader()
     w.writerows(rows)
     if args.csv:
-        with open(args.csv, "w", newline="") as f:
-            cw = csv.DictWriter(f, fieldnames=list(rows[0]))
-            cw.writeheader()
-            cw.writerows(rows)
+        write_csv(args.csv, rows, list(rows[0]))
     return 0
 
 
