@@ -5,8 +5,9 @@ The mixbench side is ``python tools/train.py CONFIG ...``, as a researcher runs 
 (``build_data``), classifier and policy (``build_classifier``), optimiser wrapper and per-iteration LR schedule
 (``optim_wrapper_cfg``, ``scheduler_cfg``), seeds the same way (``set_random_seed``, then ``epoch_seed`` for
 the global RNG and the mixing generator at every epoch), runs the same step (``MixClassifier.train_step``)
-and validates after every epoch (``evaluate``: the record needs a validation row per epoch). It has no run
-dir, Runner, hooks, checkpoints, metric sinks or record. Both report the last top-1, which must agree.
+and validates after every epoch with the task's metrics (``evaluate``: the record needs a validation row per
+epoch). It has no run dir, Runner, hooks, checkpoints, metric sinks or record. Both report the last top-1,
+which must agree.
 
     python benchmarks/runner_overhead.py [CONFIG] [OVERRIDES...] [--epochs 10] [--repeats 3] [--out FILE.csv]
 
@@ -52,10 +53,11 @@ def bare_loop(cfg: Mapping[str, Any]) -> float:
     from mmengine.registry import PARAM_SCHEDULERS
     from mmengine.runner import set_random_seed
 
+    from mixbench.config.task import build_task
     from mixbench.engine import compat, dist
     from mixbench.engine.builder import build_data, optim_wrapper_cfg, scheduler_cfg
     from mixbench.engine.hooks import epoch_seed
-    from mixbench.evaluation.accuracy import Accuracy, evaluate
+    from mixbench.evaluation.accuracy import evaluate
     from mixbench.models.classifier import build_classifier
 
     compat.apply()
@@ -64,11 +66,11 @@ def bare_loop(cfg: Mapping[str, Any]) -> float:
     device = dist.select_device(rt["device"], info)
     set_random_seed(seed, deterministic=bool(rt["deterministic"]))
     data = build_data(cfg, device, info)
-    model = build_classifier(cfg, num_classes=data.num_classes, in_chans=data.in_chans, mean=data.mean,
+    model = build_classifier(cfg, num_classes=data.num_outputs, in_chans=data.in_chans, mean=data.mean,
                              std=data.std).to(device)
     optim = build_optim_wrapper(model, optim_wrapper_cfg(cfg))
     schedulers = [PARAM_SCHEDULERS.build(dict(s, optimizer=optim)) for s in scheduler_cfg(cfg, len(data.train))]
-    metric = Accuracy(topk=cfg["eval"]["topk"], num_classes=data.num_classes)
+    metrics_of_task = build_task(cfg).metrics(cfg, data.num_outputs)
     epochs, step = cfg["schedule"]["epochs"], 0
     total = epochs * len(data.train)
     metrics: dict[str, float] = {}
@@ -84,7 +86,7 @@ def bare_loop(cfg: Mapping[str, Any]) -> float:
             for s in schedulers:
                 s.step()
             step += 1
-        metrics = evaluate(model, data.val, metric)
+        metrics = evaluate(model, data.val, metrics_of_task)
     return metrics["top1"]
 
 
