@@ -3,7 +3,8 @@
 Components are chosen by registry key (``type: cutmix``), never by import path, so a config cannot run code.
 Each registry is an mmengine :class:`~mmengine.registry.Registry`; registration is a decorator next to the
 definition (``@MIXUPS.register_module('cutmix')``). :func:`build` validates the keys of a config against the
-signature of the registered class or function before calling it, so a typo fails with the closest valid names.
+signature of the registered class or function, and their values against the ranges it declares
+(:mod:`mixbench.ranges`), before calling it, so a typo fails with the closest valid names.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from mmengine.registry import TRANSFORMS as MM_TRANSFORMS
 from mmengine.registry import Registry
 
 from mixbench.errors import ConfigError
+from mixbench.ranges import check_option_ranges
 
 BACKBONES = Registry("backbone", scope="mixbench")
 HEADS = Registry("head", scope="mixbench")
@@ -154,6 +156,7 @@ def build(registry: Registry, cfg: Mapping[str, Any], where: str, source: str = 
         raise ConfigError(f"{where}.type: missing; choose one of the registered {registry.name}s")
     obj = lookup(registry, cfg.pop("type"), f"{where}.type")
     check_options(obj, cfg, where, source)
+    check_option_ranges(obj, cfg, where, source)
     accepted = accepted_options(obj)
     kwargs = {k: v for k, v in extra.items() if k in accepted or _accepts_var_kwargs(obj)}
     kwargs.update(cfg)

@@ -13,6 +13,7 @@ import math
 import os
 import subprocess
 import sys
+import typing
 from pathlib import Path
 
 import pytest
@@ -23,13 +24,14 @@ from _spine import ROOT, env
 from mixbench.cli import main as cli_main
 from mixbench.config import check_data, load_config
 from mixbench.config.compose import DEFAULT_CONFIGS, GROUPS
-from mixbench.config.schema import OPTION_RANGES, RANGES, UNIT, Range, option_range
+from mixbench.config.schema import RANGES
 from mixbench.config.validate import check_paths, check_ranges
 from mixbench.datasets.base import TensorImageDataset, split_size
 from mixbench.datasets.loaders import build_loader
 from mixbench.errors import ConfigError
 from mixbench.mixups.base import MixContext, non_negative
-from mixbench.registry import DATASETS, MIXUPS, build
+from mixbench.ranges import OPTION_RANGES, UNIT, Range, declared_ranges, option_range
+from mixbench.registry import DATASETS, MIXUPS, accepted_options, build, import_components
 
 DIGITS = str(ROOT / "configs" / "digits" / "mixup.yaml")
 DIGITS_TRAIN = 1437  # size of the digits training split (docs/datasets.md)
@@ -106,6 +108,8 @@ MALFORMED = [
     (TRAIN + ["experiment=${oc.env:HOME}"], ["experiment", os.path.expanduser("~")]),
     (TRAIN + ["experiment=.."], ["experiment"]),
     (TRAIN + ["experiment="], ["experiment"]),
+    (TRAIN + ["mixup=puzzlemix", "mixup.neigh_size=0"], ["mixup.neigh_size=0", "≥ 1"]),
+    (TRAIN + ["runtime.max_keep_ckpts=0"], ["runtime.max_keep_ckpts=0", "-1 or ≥ 1"]),
     (["train", "-m", DIGITS, W, "schedule.epochs=1", "data.batch_size=64,5000"], ["data.batch_size=5000"]),
     (["train", "-m", DIGITS, W, "schedule.epochs=1", "schedule.lr=0.1,-1"], ["schedule.lr"]),
     (["bench", "run", "inputs/suite_typo.yaml"], ["runs[1]", "mixup.alpah", "alpha"]),
@@ -171,7 +175,7 @@ def _inside(allowed: Range) -> list[float]:
     hi = allowed.hi if allowed.hi is not None else lo + 1
     vals = [lo if not allowed.lo_open else (lo + hi) / 2 if allowed.hi is not None else lo + 1]
     vals.append(hi if not allowed.hi_open else (lo + hi) / 2)
-    return vals
+    return vals + list(allowed.also)
 
 
 def _set(cfg: dict, key: str, value) -> dict:
@@ -198,9 +202,9 @@ def test_every_numeric_schema_key_has_a_range(base) -> None:
                     isinstance(v, list) and all(isinstance(x, (int, float)) for x in v)) or v is None:
                 yield key
 
-    # data.root is a path; max_keep_ckpts follows the checkpoint rules; data.holdout and data.label_noise are
-    # checked with the task (mixbench/config/task.py), since what they allow depends on it
-    keys = set(numeric(cfg)) - {"data.root", "runtime.max_keep_ckpts", "data.holdout", "data.label_noise"}
+    # data.root is a path; data.holdout and data.label_noise are checked with the task (mixbench/config/task.py),
+    # since what they allow depends on it
+    keys = set(numeric(cfg)) - {"data.root", "data.holdout", "data.label_noise"}
     assert keys <= set(RANGES), sorted(keys - set(RANGES))
 
 
@@ -229,6 +233,71 @@ def test_component_option_ranges(base, option: str) -> None:
                 check_ranges(_set(cfg, group, {**cfg[group], option: bad}), source)
         for good in _inside(OPTION_RANGES[option]):
             check_ranges(_set(cfg, group, {**cfg[group], option: good}), source)
+
+
+# What a policy needs besides the option under test: a required option, or a companion that an in-range value
+# would otherwise conflict with (min ≤ max, a mode that the value turns off).
+REQUIRED = {"switch": {"policies": [{"type": "mixup"}, {"type": "cutmix"}]}}
+COMPANIONS = {("smmix", "min_side_ratio"): {"max_side_ratio": 1.0}, ("resizemix", "alpha"): {"use_alpha": False},
+              ("timm_mix", "mixup_alpha"): {"cutmix_alpha": 1.0}, ("cmixup", "prob"): {"scope": "batch"}}
+# Options without a default whose value is a list: how many numbers a value of theirs holds.
+LIST_LENGTHS = {"mean": 3, "std": 3, "cutmix_minmax": 2, "probs": 2}
+
+
+def _numeric_options(policy: type) -> dict[str, int | None]:
+    """Every numeric option of a policy's signature: name -> list length (``None`` for a scalar)."""
+    hints = typing.get_type_hints(policy.__init__)
+    out = {}
+    for name, param in accepted_options(policy).items():
+        default, hint = param.default, str(hints.get(name, ""))
+        if isinstance(default, bool) or "bool" in hint:
+            continue
+        if isinstance(default, (list, tuple)) and default and all(isinstance(v, (int, float)) for v in default):
+            out[name] = len(default)
+        elif isinstance(default, (int, float)):
+            out[name] = None
+        elif default is None and ("int" in hint or "float" in hint):
+            out[name] = LIST_LENGTHS.get(name) if "Sequence" in hint else None
+    return out
+
+
+import_components()
+POLICY_OPTIONS = sorted((key, option) for key, policy in MIXUPS.module_dict.items() for option in _numeric_options(policy))
+
+
+def test_every_policy_has_numeric_options_to_check() -> None:
+    assert len(POLICY_OPTIONS) > 60 and ("puzzlemix", "t_size") in POLICY_OPTIONS
+
+
+@pytest.mark.parametrize("key,option", POLICY_OPTIONS)
+def test_every_numeric_policy_option_has_a_range_enforced_at_build(key: str, option: str) -> None:
+    """Every numeric option of every registered policy, found from its signature, has a range (declared by the
+    policy or fixed by the option's name); a value outside fails the build with one line naming the key, the
+    bounds and the values allowed outside the interval pass."""
+    policy = MIXUPS.get(key)
+    allowed = declared_ranges(policy).get(option) or option_range(option)
+    assert allowed is not None, f"mixup {key}: option {option!r} has no range (add it to {policy.__name__}.ranges)"
+    length = _numeric_options(policy)[option]
+    base = {"type": key, **REQUIRED.get(key, {}), **COMPANIONS.get((key, option), {})}
+    for bad in _outside(allowed):
+        value = bad if length is None else [bad] * length
+        with pytest.raises(ConfigError) as info:
+            build(MIXUPS, {**base, option: value}, "mixup")
+        assert str(info.value).startswith(f"mixup.{option}=") and str(allowed) in str(info.value)
+        assert "\n" not in str(info.value)
+    inside = _inside(allowed)
+    values = inside if length is None else [[inside[0]] + [inside[-1]] * (length - 1)]
+    for good in values:
+        build(MIXUPS, {**base, option: good}, "mixup")
+
+
+def test_max_keep_ckpts_allows_minus_one_and_refuses_zero(base) -> None:
+    cfg, source = base
+    for good in (-1, 1, 2):
+        check_ranges(_set(cfg, "runtime.max_keep_ckpts", good), source)
+    for bad in (0, -2):
+        with pytest.raises(ConfigError, match=r"^runtime.max_keep_ckpts=.*: expected -1 or ≥ 1"):
+            check_ranges(_set(cfg, "runtime.max_keep_ckpts", bad), source)
 
 
 def test_every_prob_option_is_a_probability(base) -> None:
@@ -272,7 +341,7 @@ def test_experiment_is_one_path_component(base, name: str, ok: bool) -> None:
 @pytest.mark.parametrize("name,option", [("mixup", "alpha"), ("cutmix", "alpha"), ("timm_mix", "mixup_alpha"),
                                          ("timm_mix", "cutmix_alpha")])
 def test_negative_alpha_is_an_error(name: str, option: str) -> None:
-    with pytest.raises(ConfigError, match=f"^mixup.{option}: expected a value ≥ 0, got -1"):
+    with pytest.raises(ConfigError, match=f"^mixup.{option}=-1.0: expected ≥ 0"):
         build(MIXUPS, {"type": name, option: -1.0, **({"mixup_alpha": 1.0} if option == "cutmix_alpha" else {})},
               "mixup")
     with pytest.raises(ValueError):

@@ -4,8 +4,8 @@ The fixed groups (``data``, ``schedule``, ``runtime``, ``eval``) are OmegaConf s
 unknown key or a value of the wrong type is an error; every numeric key also has a range (``RANGES``). The
 component groups (``model.backbone``, ``model.head``, ``mixup``, ``loss``) are open mappings with a ``type``
 key: their options are checked against the signature of the registered component
-(:func:`mixbench.registry.check_options`), and options with a conventional meaning (probabilities, dropout
-and label-smoothing rates) against ``OPTION_RANGES``.
+(:func:`mixbench.registry.check_options`) and against the ranges the component declares or the option's name
+fixes (:mod:`mixbench.ranges`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
-from mixbench.errors import ConfigError
+from mixbench.ranges import COUNT, NON_NEGATIVE, POSITIVE, UNIT_OPEN_TOP, Range
 
 # Keys whose value only changes how a run is logged or stored, never what it computes: they are left out
 # of the config hash so that turning wandb off does not start a new run.
@@ -52,52 +52,6 @@ CHOICES: dict[str, tuple[str, ...]] = {
 
 
 
-@dataclass(frozen=True)
-class Range:
-    """The allowed values of a number: ``lo``/``hi`` bounds (``None``: unbounded), each closed or open.
-
-    For a list-valued key the range applies to every element.
-    """
-
-    lo: float | None = None
-    hi: float | None = None
-    lo_open: bool = False
-    hi_open: bool = False
-
-    def __contains__(self, value: float) -> bool:
-        if value != value:  # NaN is in no range
-            return False
-        if self.lo is not None and (value <= self.lo if self.lo_open else value < self.lo):
-            return False
-        return not (self.hi is not None and (value >= self.hi if self.hi_open else value > self.hi))
-
-    def check(self, key: str, value: Any, where: str) -> None:
-        """Raise a one-line :class:`ConfigError` naming ``key`` and ``where`` (the file or the command line
-        that set it) unless ``value``, or each element of a list, is a number in this range."""
-        for v in value if isinstance(value, (list, tuple)) else [value]:
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or v not in self:
-                raise ConfigError(f"{key}={value!r}: expected {self} (in {where})")
-
-    def __str__(self) -> str:
-        lo, hi = _number(self.lo), _number(self.hi)
-        if self.hi is None:
-            return f"{'>' if self.lo_open else '≥'} {lo}"
-        if self.lo is None:
-            return f"{'<' if self.hi_open else '≤'} {hi}"
-        return f"a value in {'(' if self.lo_open else '['}{lo}, {hi}{')' if self.hi_open else ']'}"
-
-
-def _number(x: float | None) -> str:
-    """A bound as the user would type it: ``4294967295``, not ``4.29497e+09``."""
-    return str(int(x)) if x is not None and float(x).is_integer() else f"{x}"
-
-
-COUNT = Range(1)  # a positive integer count or interval
-POSITIVE = Range(0, lo_open=True)
-NON_NEGATIVE = Range(0)
-UNIT = Range(0, 1)  # a probability
-UNIT_OPEN_TOP = Range(0, 1, hi_open=True)  # a rate that must leave something (dropout, smoothing, momentum)
-
 # Every numeric key of the fixed groups; ``None`` is always allowed where the schema makes a key optional.
 RANGES: dict[str, Range] = {
     # numpy's and mmengine's seeding take an unsigned 32-bit seed
@@ -125,29 +79,12 @@ RANGES: dict[str, Range] = {
     # mmengine's EMA momentum is the weight of the new parameters, strictly between 0 and 1
     "runtime.ema_momentum": Range(0, 1, lo_open=True, hi_open=True),
     "runtime.checkpoint_interval": COUNT,
+    # -1 keeps every checkpoint; mmengine does the same for 0, which reads as "keep none", so 0 is refused
+    "runtime.max_keep_ckpts": Range(1, also=(-1,)),
     "runtime.log_interval": COUNT,
     "eval.topk": COUNT,
     "eval.median_last_k": COUNT,
 }
-
-# Options of any component (mixup, loss, backbone, head) whose name fixes their meaning; every ``*_prob``
-# option is a probability too (``switch_prob``, ``input_prob``...). Other options are checked by the
-# component itself when it is built.
-OPTION_RANGES: dict[str, Range] = {
-    "prob": UNIT,
-    "dropout": UNIT_OPEN_TOP,
-    "drop_rate": UNIT_OPEN_TOP,
-    "drop_path_rate": UNIT_OPEN_TOP,
-    "attn_drop_rate": UNIT_OPEN_TOP,
-    "label_smoothing": UNIT_OPEN_TOP,
-    "smoothing": UNIT_OPEN_TOP,
-}
-
-
-def option_range(name: str) -> Range | None:
-    """The range of a component option named ``name``, if its name fixes one."""
-    return OPTION_RANGES.get(name, UNIT if name.endswith("_prob") else None)
-
 
 @dataclass
 class DataCfg:

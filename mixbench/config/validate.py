@@ -25,11 +25,11 @@ from mixbench.config.schema import (
     NON_SEMANTIC_KEYS,
     RANGES,
     TrainCfg,
-    option_range,
 )
 from mixbench.config.task import check_task, fill_task_defaults
 from mixbench.datasets.base import split_size
 from mixbench.errors import ConfigError
+from mixbench.ranges import option_range
 from mixbench.registry import (
     BACKBONES,
     DATASETS,
@@ -153,7 +153,7 @@ def check_components(cfg: Mapping[str, Any], source: ConfigSource) -> None:
         try:
             build(registry, cfg[group], group, **extra)
         except ConfigError as exc:
-            raise ConfigError(f"{exc} (in {source.file_for(str(exc).split(':', 1)[0])})") from None
+            raise ConfigError(f"{exc} (in {source.file_for(re.split('[:=]', str(exc), maxsplit=1)[0])})") from None
     lookup(MODELS, cfg["model"]["type"], f"model.type (in {source.file_for('model.type')})")
     data = cfg["data"]
     ds = lookup(DATASETS, data["type"], f"data.type (in {source.file_for('data.type')})")

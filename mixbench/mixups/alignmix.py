@@ -30,6 +30,7 @@ from torch import Tensor
 from mixbench.mixups._ops import blend
 from mixbench.mixups.base import MixBatch, MixContext, MixPolicy, pair_batch, sample_beta
 from mixbench.models.signals import backbone_of
+from mixbench.ranges import COUNT, NON_NEGATIVE, POSITIVE
 from mixbench.registry import MIXUPS
 
 
@@ -88,6 +89,9 @@ class AlignMix(MixPolicy):
         layer: mix point to align at (1-based, as ``MixBatch.layer``); ``None`` = the last one.
         prob: probability of mixing a batch. partner: ``perm`` (reference).
     """
+
+    # Sinkhorn needs ε > 0 and one iteration; ``layer`` indexes the backbone's mix points
+    ranges = {"alpha": POSITIVE, "eps": POSITIVE, "iters": COUNT, "layer": NON_NEGATIVE}
 
     def __init__(self, alpha: float = 2.0, input_prob: float = 0.5, eps: float = 0.1, iters: int = 100,
                  layer: int | None = None, prob: float = 1.0, partner: str = "perm"):

@@ -25,6 +25,7 @@ from mixbench.errors import ConfigError
 from mixbench.mixups._ops import blend
 from mixbench.mixups._tokens import rank_select
 from mixbench.mixups.base import MixBatch, MixContext, MixPolicy, pair_batch, sample_beta
+from mixbench.ranges import COUNT, POSITIVE
 from mixbench.registry import MIXUPS
 
 
@@ -88,6 +89,8 @@ class AttentiveMix(MixPolicy):
     """
 
     needs = ("features",)
+
+    ranges = {"alpha": POSITIVE, "feat_size": COUNT}
 
     def __init__(self, alpha: float = 2.0, extractor: str | None = None, extractor_arch: str = "resnet18",
                  feat_size: int | None = None, prob: float = 1.0, partner: str = "perm"):

@@ -15,6 +15,7 @@ from torch import Tensor
 from mixbench.mixups._ops import SampledPolicy
 from mixbench.mixups.base import MixBatch, MixContext, OneHotTargets, pair_batch, positive, sample_beta
 from mixbench.mixups.mixup import mixup_batch
+from mixbench.ranges import NON_NEGATIVE, POSITIVE
 from mixbench.registry import MIXUPS
 
 LAMBDA_MODES = ("batch", "sample")
@@ -54,6 +55,8 @@ class CMixup(SampledPolicy):
     """
 
     tasks = ("regression",)
+
+    ranges = {"alpha": POSITIVE, "bandwidth": POSITIVE, "layer": NON_NEGATIVE}
 
     def __init__(self, alpha: float = 2.0, bandwidth: float = 1.0, lam: str = "batch", layer: int = 0,
                  scope: str = "dataset", prob: float = 1.0):

@@ -47,6 +47,7 @@ from torch import Tensor
 from mixbench.errors import ConfigError
 from mixbench.mixups._graphcut import solve
 from mixbench.mixups.base import MixBatch, MixContext, MixPolicy, OneHotTargets, sample_gamma
+from mixbench.ranges import COUNT, NON_NEGATIVE, POSITIVE, UNIT, Range
 from mixbench.registry import MIXUPS
 
 
@@ -154,6 +155,12 @@ class CoMixup(MixPolicy):
     """
 
     needs = ("saliency",)
+
+    # energy weights are non-negative; τ is a share of one input and ω a convex weight, both in [0, 1]; a group
+    # mixes at least two inputs
+    ranges = {"alpha": POSITIVE, "m_part": Range(2), "m_block_num": COUNT, "m_beta": NON_NEGATIVE,
+              "m_gamma": NON_NEGATIVE, "m_eta": NON_NEGATIVE, "m_thres": UNIT, "m_omega": UNIT, "m_niter": COUNT,
+              "m_sweeps": COUNT}
 
     def __init__(self, m_part: int = 20, m_block_num: int = 4, m_beta: float = 0.32, m_gamma: float = 1.0,
                  m_eta: float = 0.05, m_thres: float = 0.83, m_omega: float = 0.001, m_niter: int = 4,

@@ -27,6 +27,7 @@ from mixbench.mixups._ops import (
     rand_center,
 )
 from mixbench.mixups.base import ANY_TARGETS, MixBatch, MixContext, pair_batch, sample_beta
+from mixbench.ranges import NON_NEGATIVE, UNIT
 from mixbench.registry import MIXUPS
 
 Box = tuple[Tensor, Tensor, Tensor, Tensor]
@@ -79,6 +80,9 @@ class CutMix(SampledPolicy):
 
     writes_inputs = True
     tasks = ANY_TARGETS
+
+    # α = 0 turns it off, as in timm
+    ranges = {"alpha": NON_NEGATIVE, "cutmix_minmax": UNIT}
 
     def __init__(self, alpha: float = 1.0, prob: float = 1.0, partner: str = "perm",
                  cutmix_minmax: Sequence[float] | None = None, correct_lam: bool = True, rounding: str = "clovaai",

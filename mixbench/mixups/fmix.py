@@ -28,6 +28,7 @@ from torch import Tensor
 
 from mixbench.mixups._ops import SampledPolicy, blend, per_sample
 from mixbench.mixups.base import ANY_TARGETS, MixBatch, MixContext, pair_batch, sample_beta
+from mixbench.ranges import POSITIVE, Range
 from mixbench.registry import MIXUPS
 
 
@@ -119,6 +120,9 @@ class FMix(SampledPolicy):
 
     writes_inputs = True
     tasks = ANY_TARGETS
+
+    # the spectrum must decay (δ > 0); a soft edge wider than half the mask would cover all of it
+    ranges = {"alpha": POSITIVE, "decay_power": POSITIVE, "max_soft": Range(0, 0.5)}
 
     def __init__(self, alpha: float = 1.0, prob: float = 1.0, partner: str = "perm", decay_power: float = 3.0,
                  max_soft: float = 0.0, reformulate: bool = False, per_sample: bool = False,

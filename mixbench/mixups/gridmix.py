@@ -31,6 +31,7 @@ from torch import Tensor
 
 from mixbench.mixups._ops import SampledPolicy, blend, per_sample
 from mixbench.mixups.base import ANY_TARGETS, MixBatch, MixContext, pair_batch, sample_beta
+from mixbench.ranges import COUNT, POSITIVE, UNIT_OPEN_BOTTOM
 from mixbench.registry import MIXUPS
 
 
@@ -100,6 +101,10 @@ class GridMix(SampledPolicy):
 
     writes_inputs = True
     tasks = ANY_TARGETS
+
+    # aspect ratios are height / width; the crop is a non-empty share of the image
+    ranges = {"alpha": POSITIVE, "n_holes": COUNT, "hole_aspect_ratio": POSITIVE, "cut_area_ratio": UNIT_OPEN_BOTTOM,
+              "cut_aspect_ratio": POSITIVE}
 
     def __init__(self, alpha: float = 0.2, prob: float = 1.0, partner: str = "perm",
                  n_holes: int | Sequence[int] = (2, 6), hole_aspect_ratio: float | Sequence[float] = 1.0,

@@ -15,6 +15,7 @@ from torch import Tensor
 from mixbench.mixups._ops import HostChoice, SampledPolicy
 from mixbench.mixups.base import ANY_TARGETS, MixBatch, MixContext, pair_batch, sample_beta
 from mixbench.mixups.mixup import mixup_batch
+from mixbench.ranges import NON_NEGATIVE, POSITIVE
 from mixbench.registry import MIXUPS
 
 
@@ -37,6 +38,8 @@ class ManifoldMix(SampledPolicy):
     """
 
     tasks = ANY_TARGETS
+
+    ranges = {"alpha": POSITIVE, "layers": NON_NEGATIVE}
 
     def __init__(self, alpha: float = 2.0, prob: float = 1.0, partner: str = "perm",
                  layers: Sequence[int] = (0, 1, 2)):

@@ -15,6 +15,7 @@ from torch import Tensor
 
 from mixbench.mixups._ops import SampledPolicy, blend
 from mixbench.mixups.base import ANY_TARGETS, MixBatch, MixContext, pair_batch, sample_beta
+from mixbench.ranges import COUNT, POSITIVE
 from mixbench.registry import MIXUPS
 
 
@@ -62,6 +63,8 @@ class MaskMix(SampledPolicy):
 
     writes_inputs = True
     tasks = ANY_TARGETS
+
+    ranges = {"alpha": POSITIVE, "mask_patch_size": COUNT}
 
     def __init__(self, alpha: float = 1.0, prob: float = 1.0, partner: str = "perm", mask_patch_size: int = 56):
         super().__init__(alpha=alpha, prob=prob, partner=partner)

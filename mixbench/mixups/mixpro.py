@@ -29,6 +29,7 @@ from mixbench.mixups._ops import blend
 from mixbench.mixups._tokens import attention_share, grid_side, model_patch_size, rank_select, tokens_of
 from mixbench.mixups.base import MixBatch, MixContext, MixPolicy, pair_batch, positive, sample_beta
 from mixbench.models.signals import capture_attention
+from mixbench.ranges import COUNT, POSITIVE
 from mixbench.registry import MIXUPS
 
 
@@ -61,6 +62,8 @@ class MixPro(MixPolicy):
     """
 
     relabels = True
+
+    ranges = {"alpha": POSITIVE, "mask_patch_size": COUNT, "patch_size": COUNT, "mixup_alpha": POSITIVE}
 
     def __init__(self, alpha: float = 1.0, mask_patch_size: int | None = None, patch_size: int | None = None,
                  maskmix_prob: float = 0.5, mixup_alpha: float = 0.8, pal: bool = True,

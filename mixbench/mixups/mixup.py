@@ -12,6 +12,7 @@ from torch import Tensor
 
 from mixbench.mixups._ops import SampledPolicy, blend, per_sample
 from mixbench.mixups.base import ANY_TARGETS, MixBatch, MixContext, pair_batch, sample_beta
+from mixbench.ranges import NON_NEGATIVE
 from mixbench.registry import MIXUPS
 
 
@@ -48,6 +49,9 @@ class Mixup(SampledPolicy):
 
     writes_inputs = True
     tasks = ANY_TARGETS
+
+    # α = 0 turns it off, as in timm
+    ranges = {"alpha": NON_NEGATIVE}
 
     def __init__(self, alpha: float = 1.0, prob: float = 1.0, partner: str = "perm", per_sample: bool = False):
         super().__init__(alpha=alpha, prob=prob, partner=partner, check_alpha=False)

@@ -39,6 +39,7 @@ from mixbench.errors import ConfigError
 from mixbench.mixups._graphcut import solve
 from mixbench.mixups._mincut import binary_mincut
 from mixbench.mixups.base import MixBatch, MixContext, MixPolicy, pair_batch, sample_beta
+from mixbench.ranges import ANY, COUNT, NON_NEGATIVE, POSITIVE, Range
 from mixbench.registry import MIXUPS
 
 
@@ -189,6 +190,12 @@ class PuzzleMix(MixPolicy):
     """
 
     needs = ("saliency",)
+
+    # the energy's weights are non-negative (the exact 2-label cut needs it); t_size −1 is the labelling
+    # block; 0 belief-propagation rounds or ICM sweeps are allowed (labels from the unaries alone, no polish)
+    ranges = {"alpha": POSITIVE, "blocks": COUNT, "beta": NON_NEGATIVE, "gamma": NON_NEGATIVE, "eta": NON_NEGATIVE,
+              "neigh_size": COUNT, "n_labels": Range(2), "t_eps": NON_NEGATIVE, "t_size": Range(1, also=(-1,)),
+              "mean": ANY, "std": POSITIVE, "bp_iters": NON_NEGATIVE, "icm_sweeps": NON_NEGATIVE}
 
     def __init__(self, alpha: float = 1.0, blocks: Sequence[int] = (2, 4, 8, 16), beta: float = 1.2,
                  gamma: float = 0.5, eta: float = 0.2, neigh_size: int = 4, n_labels: int = 3,

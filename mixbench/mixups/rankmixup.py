@@ -14,6 +14,7 @@ from torch import Tensor
 
 from mixbench.mixups._ops import blend
 from mixbench.mixups.base import MixBatch, MixContext, MixPolicy, OneHotTargets, sample_beta
+from mixbench.ranges import COUNT, POSITIVE
 from mixbench.registry import MIXUPS
 
 
@@ -26,6 +27,8 @@ class RankMixupBatch(MixPolicy):
         num_mixup: number of mixed copies.
         partner: partner scheme of each copy (reference: a fresh permutation per copy).
     """
+
+    ranges = {"alpha": POSITIVE, "num_mixup": COUNT}
 
     def __init__(self, alpha: float = 2.0, num_mixup: int = 1, partner: str = "perm"):
         super().__init__(alpha=alpha, prob=1.0, partner=partner)

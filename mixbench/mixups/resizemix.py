@@ -20,6 +20,7 @@ from torch import Tensor
 
 from mixbench.mixups._ops import SampledPolicy, box_area_fraction, box_mask, host_boxes, host_rows, per_sample
 from mixbench.mixups.base import ANY_TARGETS, MixBatch, MixContext, pair_batch, sample_beta
+from mixbench.ranges import NON_NEGATIVE, UNIT_OPEN_BOTTOM
 from mixbench.registry import MIXUPS
 
 Box = tuple[Tensor, Tensor, Tensor, Tensor]
@@ -172,6 +173,9 @@ class ResizeMix(SampledPolicy):
 
     writes_inputs = True
     tasks = ANY_TARGETS
+
+    # α is unused with ``use_alpha=False`` (then 0 is allowed); the box is a non-empty share of the side
+    ranges = {"alpha": NON_NEGATIVE, "scope": UNIT_OPEN_BOTTOM}
 
     def __init__(self, alpha: float = 1.0, prob: float = 1.0, partner: str = "perm",
                  scope: Sequence[float] = (0.1, 0.8), use_alpha: bool = True, interpolation: str = "nearest",

@@ -45,6 +45,7 @@ from mixbench.mixups._saliency import (
 )
 from mixbench.mixups.base import ANY_TARGETS, MixBatch, MixContext, sample_beta
 from mixbench.mixups.cutmix import paste_boxes
+from mixbench.ranges import POSITIVE
 from mixbench.registry import MIXUPS
 
 SALIENCY = ("fine_grained", "spectral_residual")
@@ -84,6 +85,8 @@ class SaliencyMix(SampledPolicy):
 
     writes_inputs = True
     tasks = ANY_TARGETS
+
+    ranges = {"alpha": POSITIVE}
 
     def __init__(self, alpha: float = 1.0, prob: float = 1.0, partner: str = "perm", per_sample: bool = False,
                  saliency: str = "fine_grained", window: bool = False):

@@ -33,6 +33,7 @@ from mixbench.mixups._ops import blend
 from mixbench.mixups._tokens import grid_side, model_patch_size
 from mixbench.mixups.base import MixBatch, MixContext, MixPolicy, pair_batch, positive, sample_beta
 from mixbench.models.signals import head_of, num_prefix_tokens
+from mixbench.ranges import COUNT, NON_NEGATIVE, POSITIVE, UNIT_OPEN_BOTTOM
 from mixbench.registry import MIXUPS
 
 
@@ -105,6 +106,10 @@ class SMMix(MixPolicy):
 
     needs = ("attention",)
     relabels = True
+
+    # side ratios are non-empty shares of the token grid's side; the loss weights are non-negative
+    ranges = {"min_side_ratio": UNIT_OPEN_BOTTOM, "max_side_ratio": UNIT_OPEN_BOTTOM, "mixup_alpha": POSITIVE,
+              "fine_weight": NON_NEGATIVE, "con_weight": NON_NEGATIVE, "patch_size": COUNT}
 
     def __init__(self, min_side_ratio: float = 0.25, max_side_ratio: float = 0.75, smmix_prob: float = 0.5,
                  mixup_alpha: float = 0.8, fine_weight: float = 1.0, con_weight: float = 1.0,

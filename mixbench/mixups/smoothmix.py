@@ -19,6 +19,7 @@ from torch import Tensor
 
 from mixbench.mixups._ops import SampledPolicy, blend, per_sample
 from mixbench.mixups.base import ANY_TARGETS, MixBatch, MixContext, pair_batch
+from mixbench.ranges import POSITIVE
 from mixbench.registry import MIXUPS
 
 
@@ -43,6 +44,8 @@ class SmoothMix(SampledPolicy):
 
     writes_inputs = True
     tasks = ANY_TARGETS
+
+    ranges = {"sigma_range": POSITIVE}
 
     def __init__(self, prob: float = 1.0, partner: str = "perm", sigma_range: Sequence[float] = (0.25, 0.5),
                  per_sample: bool = False):

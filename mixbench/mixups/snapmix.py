@@ -22,6 +22,7 @@ from torch import Tensor
 
 from mixbench.mixups._ops import box_area_fraction, box_from_lam, box_mask, rand_center
 from mixbench.mixups.base import MixBatch, MixContext, MixPolicy, pair_batch, sample_beta
+from mixbench.ranges import POSITIVE
 from mixbench.registry import MIXUPS
 
 Box = tuple[Tensor, Tensor, Tensor, Tensor]
@@ -66,6 +67,8 @@ class SnapMix(MixPolicy):
     """
 
     needs = ("cam",)
+
+    ranges = {"alpha": POSITIVE}
 
     def __init__(self, alpha: float = 5.0, cam_mode: str = "train", prob: float = 1.0, partner: str = "perm"):
         super().__init__(alpha=alpha, prob=prob, partner=partner)

@@ -15,6 +15,7 @@ from torch import Tensor
 from mixbench.errors import ConfigError
 from mixbench.mixups._ops import HostChoice
 from mixbench.mixups.base import MixBatch, MixContext, MixPolicy
+from mixbench.ranges import NON_NEGATIVE
 from mixbench.registry import MIXUPS, build
 
 
@@ -31,6 +32,9 @@ class Switch(MixPolicy):
         policies: sub-policy configs, e.g. ``[{type: mixup, alpha: 0.8}, {type: cutmix, alpha: 1.0}]``.
         probs: one probability per policy (normalised; default uniform).
     """
+
+    # relative weights, normalised to sum to 1
+    ranges = {"probs": NON_NEGATIVE}
 
     def __init__(self, policies: Sequence[Mapping[str, Any]], probs: Sequence[float] | None = None):
         super().__init__()

@@ -34,6 +34,7 @@ from mixbench.mixups._ops import (
     rand_center,
 )
 from mixbench.mixups.base import MixBatch, MixContext, non_negative, pair_batch, sample_beta
+from mixbench.ranges import NON_NEGATIVE, UNIT
 from mixbench.registry import MIXUPS
 
 MODES = ("batch", "pair", "elem")
@@ -59,6 +60,9 @@ class TimmMix(SampledPolicy):
     """
 
     writes_inputs = True
+
+    # an α of 0 turns that mode off, as in timm
+    ranges = {"mixup_alpha": NON_NEGATIVE, "cutmix_alpha": NON_NEGATIVE, "cutmix_minmax": UNIT}
 
     def __init__(self, mixup_alpha: float = 1.0, cutmix_alpha: float = 0.0,
                  cutmix_minmax: Sequence[float] | None = None, prob: float = 1.0, switch_prob: float = 0.5,

@@ -29,6 +29,7 @@ from mixbench.mixups._ops import blend
 from mixbench.mixups._tokens import model_patch_size, pixels_of, rank_select
 from mixbench.mixups.base import MixBatch, MixContext, MixPolicy, pair_batch, positive, sample_beta
 from mixbench.models.signals import capture_attention
+from mixbench.ranges import COUNT, NON_NEGATIVE, POSITIVE, UNIT
 from mixbench.registry import MIXUPS
 
 
@@ -75,6 +76,10 @@ class TokenMix(MixPolicy):
     """
 
     relabels = True
+
+    # α is unused while λ is fixed (``lam``, then 0 is allowed)
+    ranges = {"alpha": NON_NEGATIVE, "lam": UNIT, "minimum_tokens": NON_NEGATIVE, "patch_size": COUNT,
+              "mixup_alpha": POSITIVE}
 
     def __init__(self, alpha: float = 1.0, lam: float | None = 0.5, minimum_tokens: int = 14,
                  mask_type: str = "block", label_source: str = "clean", patch_size: int | None = None,

@@ -26,6 +26,7 @@ from mixbench.mixups.base import MixBatch, MixContext, MixPolicy, pair_batch, po
 from mixbench.mixups.cutmix import paste_boxes
 from mixbench.mixups.mixup import mixup_batch
 from mixbench.models.signals import capture_attention
+from mixbench.ranges import POSITIVE, UNIT
 from mixbench.registry import MIXUPS
 
 
@@ -63,6 +64,9 @@ class TransMix(MixPolicy):
     """
 
     relabels = True
+
+    # λ = ratio·area + (1 − ratio)·attention is a convex mix
+    ranges = {"alpha": POSITIVE, "mixup_alpha": POSITIVE, "ratio": UNIT}
 
     def __init__(self, alpha: float = 1.0, mixup_alpha: float = 0.8, switch_prob: float = 0.8,
                  ratio: float = 0.5, prob: float = 1.0, partner: str = "flip"):
