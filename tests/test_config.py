@@ -83,6 +83,31 @@ def test_world_size_is_hashed_and_single_process_hashes_stay() -> None:
     assert run_dir_of(base, 2).endswith(f"{by_size[2]}-s0") and run_dir_of(base, 2) != run_dir_of(base)
 
 
+def test_a_changed_policy_default_gets_a_new_hash_and_no_other_policy_does() -> None:
+    """GridMix's default computation changed (behaviour 2: the reference's crop sizing) with no key of its config:
+    its configs, also inside a switch, hash anew so an old run dir is never taken as finished; the hashes of the
+    policies whose computation did not change stay as recorded."""
+    import hashlib
+    import json
+
+    def recorded_hash(cfg: dict) -> str:  # the hash before behaviours were hashed
+        view = semantic_view(cfg)
+        for node in [view["mixup"], *view["mixup"].get("policies", [])]:
+            node.pop("behaviour", None)
+        text = json.dumps(view, sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+    grid, _ = load_config(None, ["mixup=gridmix"])
+    assert semantic_view(grid)["mixup"]["behaviour"] == 2 and "behaviour" not in grid["mixup"]
+    assert config_hash(grid) != recorded_hash(grid)
+    nested, _ = load_config(None, ["mixup=switch", "mixup.policies=[{type: mixup}, {type: gridmix}]"])
+    assert [p.get("behaviour") for p in semantic_view(nested)["mixup"]["policies"]] == [None, 2]
+    assert config_hash(nested) != recorded_hash(nested)
+    for name in ("mixup", "cutmix", "fmix", "saliencymix", "switch", "puzzlemix"):
+        cfg, _ = load_config(None, [f"mixup={name}"])
+        assert config_hash(cfg) == recorded_hash(cfg), name
+
+
 BAD = [
     (["schedule.epoch=3"], ["schedule.epoch", "epochs"]),
     (["schedule.epochs=abc"], ["schedule.epochs", "abc", "integer"]),

@@ -41,6 +41,7 @@ from mixbench.registry import (
     build,
     check_options,
     closest,
+    import_components,
     lookup,
 )
 
@@ -243,7 +244,22 @@ def semantic_view(cfg: Mapping[str, Any], world_size: int = 1) -> dict:
         out["world_size"] = world_size
     if out.get("task") == DEFAULT_TASK:
         out.pop("task")
+    _add_behaviour(out.get("mixup"))
     return out
+
+
+def _add_behaviour(node: Any) -> None:
+    """Add ``behaviour: N`` to a policy's node (and its sub-policies') when its registered class computes
+    differently from the version earlier runs were recorded with (``behaviour`` > 1): a changed default needs
+    a new hash even though no key of the config changed, while every other policy's hash stays as it was."""
+    if not isinstance(node, dict):
+        return
+    import_components()
+    policy = MIXUPS.module_dict.get(node.get("type"))
+    if getattr(policy, "behaviour", 1) > 1:
+        node["behaviour"] = policy.behaviour
+    for sub in node.get("policies") or ():
+        _add_behaviour(sub)
 
 
 def config_hash(cfg: Mapping[str, Any], length: int = 10, *, world_size: int = 1) -> str:

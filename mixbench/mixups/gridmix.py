@@ -100,6 +100,9 @@ class GridMix(SampledPolicy):
     """
 
     writes_inputs = True
+    # 2: the crop is sized from the unclamped width, as in the reference (1 recomputed the height from the width
+    # clamped to the image); runs recorded with 1 keep their own config hash
+    behaviour = 2
     tasks = ANY_TARGETS
 
     # aspect ratios are height / width; the crop is a non-empty share of the image
