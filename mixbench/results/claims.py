@@ -65,7 +65,7 @@ class Check:
 
     def text(self, metric_label: str) -> str:
         if self.kind == "similar":
-            return f"{self.a} ≈ {self.b} on {metric_label} (within ±{self.margin:g})"
+            return f"{self.a} ≈ {self.b} on {metric_label} within ±{self.margin:g}"
         more = f" by more than {self.margin:g}" if self.margin else ""
         return f"{self.a} better than {self.b} on {metric_label}{more}"
 
