@@ -118,7 +118,7 @@ def test_suite_board_computes_each_check(tmp_path):
 
 def test_report_writes_claim_verdict_and_extra_columns(tmp_path, capsys):
     suite = _claim_suite(tmp_path, CLAIM, columns=["top1", {"metric": "ece", "definition": "best"}])
-    assert bench_main(["report", str(suite.path), "--format", "md,csv,html"]) == 0
+    assert bench_main(["report", str(suite.path), "--format", "all"]) == 0
     md = capsys.readouterr().out
     assert "**Claim tested:** Mixup and RankMixup lower ECE at similar accuracy." in md
     assert "**Verdict: did not hold (5 checks: 1 held, 2 did not hold, 2 inconclusive).**" in md
@@ -128,7 +128,9 @@ def test_report_writes_claim_verdict_and_extra_columns(tmp_path, capsys):
     assert "| digits | lenet | 10 | mixup | 2.00 ± 1.00 | 3 | [0.00, 4.48] | 2 | 91.00 ± 1.00 | 2.00 ± 1.00 |" in md
     out = tmp_path / "out"
     assert sorted(p.name for p in out.iterdir()) == ["leaderboard.csv", "leaderboard.html", "leaderboard.md",
-                                                     "leaderboard_claim.csv"]
+                                                     "leaderboard.png", "leaderboard.tex", "leaderboard_claim.csv"]
+    tex = (out / "leaderboard.tex").read_text()
+    assert "Verdict: did not hold" in tex and r"91.00 $\pm$ 1.00" in tex
     checks = pd.read_csv(out / "leaderboard_claim.csv")
     assert checks["verdict"].tolist() == [INCONCLUSIVE, HELD, INCONCLUSIVE, NOT_HELD, NOT_HELD]
     assert set(checks["claim_verdict"]) == {NOT_HELD}
