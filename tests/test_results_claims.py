@@ -148,6 +148,15 @@ def test_lower_is_better_check_with_a_missing_entry_is_inconclusive(tmp_path):
     assert result.verdict == INCONCLUSIVE and result.reason == "no finished run of 'none'"
 
 
+def test_a_check_or_column_on_a_metric_no_run_reports_names_it(tmp_path):
+    suite = _claim_suite(tmp_path, {"text": "t", "checks": [{"better": "mixup", "than": "none", "metric": "rmse"}]})
+    with pytest.raises(ConfigError, match="^claim check 'mixup better than none on rmse': --metric: no run has"):
+        suite_board(suite)
+    suite = _claim_suite(tmp_path, "t", columns=["worst_rmse"])
+    with pytest.raises(ConfigError, match="^columns: 'worst_rmse': --metric: no run has metric 'worst_rmse'"):
+        suite_board(suite)
+
+
 def test_plain_string_claim_is_stated_not_checked(tmp_path, capsys):
     suite = _claim_suite(tmp_path, "Mixup  lowers ECE.")
     assert suite.claim.text == "Mixup lowers ECE." and suite.claim.checks == ()
@@ -169,6 +178,8 @@ def test_plain_string_claim_is_stated_not_checked(tmp_path, capsys):
     ({"text": "t", "checks": [{"better": "mixup", "than": "none", "within": 1}]}, None,
      "claim.checks[0]: unknown key 'within'"),
     ({"text": "t", "checks": [{"worse": "mixup"}]}, None, "claim.checks[0]: expected a mapping with 'better'"),
+    ({"text": "t", "checks": [{"better": "mixup", "than": "none", "definition": "last"}]}, None,
+     "claim.checks[0].definition 'last' unknown"),
     ({"checks": []}, None, "'claim' must be a sentence or a mapping with 'text'"),
     ({"text": "t", "why": 1}, None, "claim: unknown key 'why'"),
     ("t", "top1", "'columns' must be a list"),

@@ -38,6 +38,7 @@ import pandas as pd
 
 from mixbench.errors import ConfigError
 from mixbench.results.aggregate import Board, aggregate, t_quantile
+from mixbench.results.record import METRIC_DEFS, OPTIONAL_METRIC_DEFS
 from mixbench.results.store import Store
 
 HELD, NOT_HELD, INCONCLUSIVE = "held", "did not hold", "inconclusive"
@@ -169,6 +170,9 @@ def _parse_check(item, where: str, labels: Sequence[str]) -> list[Check]:
     for key in ("metric", "definition"):
         if key in item and not isinstance(item[key], str):
             raise ConfigError(f"{where}.{key}: expected a name, got {item[key]!r}")
+    if item.get("definition", METRIC_DEFS[0]) not in METRIC_DEFS + OPTIONAL_METRIC_DEFS:
+        raise ConfigError(f"{where}.definition '{item['definition']}' unknown; valid: "
+                          f"{', '.join(METRIC_DEFS + OPTIONAL_METRIC_DEFS)}")
     return [Check(kind=kind, a=str(item[kind]), b=str(b), metric=item.get("metric"),
                   definition=item.get("definition"), margin=float(margin)) for b in bs]
 
@@ -213,7 +217,10 @@ def evaluate(claim: Claim, store: Store, *, metric: str, definition: str, by: Se
     for check in claim.checks:
         key = (check.metric or metric, check.definition or definition)
         if key not in boards:
-            boards[key] = aggregate(store, metric=key[0], definition=key[1], by=group)
+            try:
+                boards[key] = aggregate(store, metric=key[0], definition=key[1], by=group)
+            except ConfigError as exc:  # a metric no run reports: name the check, not a command-line flag
+                raise ConfigError(f"claim check '{check.text(key[0])}': {exc}") from None
         result.results.append(_check(check, boards[key]))
     return result
 

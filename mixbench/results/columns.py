@@ -59,7 +59,10 @@ def add_columns(board: Board, store: Store, columns: Sequence[Column], by: Seque
     grouping ``board`` was built with); rows without that metric get NaN."""
     for col in columns:
         definition = col.definition or board.definition
-        other = aggregate(store, metric=col.metric, definition=definition, by=list(by))
+        try:
+            other = aggregate(store, metric=col.metric, definition=definition, by=list(by))
+        except ConfigError as exc:  # a metric no run reports: name the column, not a command-line flag
+            raise ConfigError(f"columns: '{col.metric}': {exc}") from None
         lower = "" if other.higher_is_better else ", lower is better"
         when = "" if definition == board.definition else f", {other.definition_text}"
         done = Column(metric=col.metric, definition=definition, fmt=other.fmt, scale=other.scale,
