@@ -102,6 +102,8 @@ MALFORMED = [
     (TRAIN + [f"seed={2**32}"], ["seed"]),
     (TRAIN + ["data.batch_size=1438"], ["data.batch_size=1438", "1437"]),
     (TRAIN + ["data.batch_size=64", "+data.params.train_size=10"], ["data.batch_size=64", "10 images"]),
+    (TRAIN + ["data.holdout=0.97"], ["data.holdout=0.97", "holds out 1394 of the 1437", "leaves 43",
+                                     "data.batch_size=64"]),
     (["train", DIGITS, "work_dir=", "schedule.epochs=1"], ["work_dir", "empty"]),
     (TRAIN + ["experiment=../../escape"], ["experiment", "../../escape"]),
     (TRAIN + ["experiment=a/b"], ["experiment", "a/b"]),
@@ -358,6 +360,22 @@ def test_zero_alpha_turns_mixing_off(name: str) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ data checks
+
+
+def test_holdout_must_leave_a_full_batch_per_process(base) -> None:
+    cfg, source = base
+    cfg = _set(cfg, "data.holdout", 0.5)  # holds out round(718.5) = 718 of 1437 images, 719 left
+    check_data(_set(cfg, "data.batch_size", 719), source)
+    with pytest.raises(ConfigError, match=r"^data.holdout=0.5: holds out 718 of the 1437 training images and "
+                                          r"leaves 719, fewer than data.batch_size=720"):
+        check_data(_set(cfg, "data.batch_size", 720), source)
+    check_data(_set(cfg, "data.batch_size", 359), source, world_size=2)
+    with pytest.raises(ConfigError, match="leaves 719, 359 per process over 2 processes, fewer than "
+                                          "data.batch_size=360"):
+        check_data(_set(cfg, "data.batch_size", 360), source, world_size=2)
+    one = _set(_set(_set(cfg, "data.batch_size", 1), "data.params", {"train_size": 1}), "data.holdout", 0.1)
+    with pytest.raises(ConfigError, match="^data.holdout=0.1: the training split has 1 image"):
+        check_data(one, source)
 
 
 def test_batch_size_is_checked_per_process(base) -> None:

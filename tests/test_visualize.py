@@ -3,6 +3,7 @@ model (those are drawn through a classifier built from a digits experiment file)
 
 from __future__ import annotations
 
+import json
 import re
 
 import numpy as np
@@ -121,3 +122,54 @@ def test_checkpoint_with_ema_weights_loads_the_ema_model(tmp_path):
     torch.save({"state_dict": {**model.state_dict(), **ema, "ema_model.steps": torch.tensor(3)}}, path)
     load_checkpoint(model, str(path))
     assert bool((model.weight == 7.0).all())
+
+
+# ---------------------------------------------------------------------------- reliability of a trained run
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """A one-epoch digits run with a held-out split (so its record holds a fitted temperature)."""
+    from _spine import ROOT, run_cli
+
+    work = tmp_path_factory.mktemp("run")
+    res = run_cli([str(ROOT / "configs/digits/mixup.yaml"), "schedule.epochs=1", "model.backbone.width=8",
+                   "data.params.train_size=300", "data.holdout=0.1", f"work_dir={work}", "runtime.tensorboard=false",
+                   "runtime.wandb=off", "runtime.progress=off"], cwd=work)
+    assert res.returncode == 0, res.stderr[-2000:]
+    return next(work.rglob("record.json")).parent
+
+
+def test_reliability_of_a_run_dir_draws_the_recorded_model_and_temperature(trained_run, tmp_path, monkeypatch):
+    import mixbench.evaluation.calibration as calibration
+
+    drawn = []
+    real = calibration.draw_reliability
+    monkeypatch.setattr(calibration, "draw_reliability",
+                        lambda logits, labels, path, title="", temperature=None: (
+                            drawn.append((logits, labels, temperature)),
+                            real(logits, labels, path, title, temperature)))
+    out = tmp_path / "figs" / "reliability.png"
+    assert main(["--reliability", str(trained_run), "--out", str(out)]) == 0
+    assert Image.open(out).format == "PNG"
+    (logits, labels, temperature), = drawn
+    rec = json.loads((trained_run / "record.json").read_text())
+    # the diagram's model is the run's last epoch: its ECEs are those the record holds for the final epoch
+    assert temperature == rec["fitted"]["temperature"]["final"]
+    assert len(labels) == 360
+    assert calibration.calibration_metrics(logits, labels)["ece"] == pytest.approx(rec["metrics"]["ece"]["final"])
+    assert calibration.calibration_metrics(logits / temperature, labels)["ece"] == pytest.approx(
+        rec["metrics"]["ece_ts"]["final"])
+
+
+def test_reliability_of_a_config_needs_a_checkpoint(trained_run, tmp_path):
+    config = str(trained_run / "config.yaml")
+    with pytest.raises(ConfigError, match="a config needs --checkpoint"):
+        main(["--reliability", config])
+    out = tmp_path / "r.png"
+    assert main(["--reliability", config, "--checkpoint", str(trained_run / "epoch_1.pth"), "--out", str(out)]) == 0
+    assert out.is_file()
+    with pytest.raises(ConfigError, match="neither a run dir nor a config file"):
+        main(["--reliability", str(tmp_path / "absent")])
+    with pytest.raises(ConfigError, match="expected --mixup NAME"):
+        main([])

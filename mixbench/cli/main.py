@@ -18,7 +18,7 @@ VERBS = {
     "list": "list registered components",
     "leaderboard": "aggregate run records into leaderboards",
     "bench": "run a benchmark suite",
-    "visualize": "draw mixed samples of a policy",
+    "visualize": "draw mixed samples of a policy, or a trained classifier's reliability diagram",
 }
 
 

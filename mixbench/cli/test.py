@@ -92,14 +92,21 @@ def model_summary(model: torch.nn.Module) -> str:
     return f"{len(params)} parameter tensors, {sum(p.numel() for p in params):,} parameters"
 
 
-def main(argv: Sequence[str]) -> int:
-    p = argparse.ArgumentParser(prog="mixbench test", description=__doc__.split("\n\n")[0])
-    p.add_argument("config", help="experiment file the checkpoint was trained with, or its run dir's config.yaml")
-    p.add_argument("overrides", nargs="*", help="Hydra overrides key=value")
-    p.add_argument("--checkpoint", required=True, help="checkpoint file (.pth)")
-    p.add_argument("--out", default=None, help="JSON file for the metrics")
-    args = p.parse_intermixed_args(list(argv))
-    cfg, source = load_config(args.config, args.overrides)
+def evaluate_checkpoint(config: str, overrides: Sequence[str], checkpoint: str,
+                        temperature: float | None = None) -> tuple[dict, dict, list, int]:
+    """Evaluate the weights of ``checkpoint`` with the model and validation split of ``config``.
+
+    Args:
+        config / overrides: the experiment file (or a run dir's ``config.yaml``) and its overrides.
+        checkpoint: weights file (:func:`load_weights`).
+        temperature: a temperature fitted when the run trained (its record's ``fitted``), given to the
+            calibration metrics so that they also report and draw the scaled model.
+
+    Returns:
+        ``(cfg, metrics, metric objects, number of images)``; the metric objects keep their outputs (a
+        classifier's calibration metric draws its reliability diagram from them).
+    """
+    cfg, source = load_config(config, overrides)
     check_data(cfg, source, train=False)
 
     from mixbench.config.task import build_task
@@ -114,20 +121,42 @@ def main(argv: Sequence[str]) -> int:
     data = build_data(cfg, device, DistInfo(), train=False)
     model = build_classifier(cfg, num_classes=data.num_outputs, in_chans=data.in_chans, mean=data.mean,
                              std=data.std, source=str(source.experiment_file))
-    load_weights(model, args.checkpoint)
+    load_weights(model, checkpoint)
     model.to(device)
     metric_objs = build_task(cfg).metrics(cfg, data.num_outputs)
-    metrics = evaluate(model, data.val, metric_objs)
+    for m in metric_objs:
+        if temperature is not None and hasattr(m, "temperature"):
+            m.temperature = temperature
+    return cfg, evaluate(model, data.val, metric_objs), metric_objs, len(data.val.dataset)
+
+
+def draw_reliability_of(metric_objs: list, path: str, title: str) -> bool:
+    """Draw the reliability diagram of the evaluated metric that draws one; ``False`` when none does (a
+    regression task)."""
+    drawn = False
+    for m in metric_objs:
+        if hasattr(m, "draw"):
+            m.draw(path, title)
+            drawn = True
+    return drawn
+
+
+def main(argv: Sequence[str]) -> int:
+    p = argparse.ArgumentParser(prog="mixbench test", description=__doc__.split("\n\n")[0])
+    p.add_argument("config", help="experiment file the checkpoint was trained with, or its run dir's config.yaml")
+    p.add_argument("overrides", nargs="*", help="Hydra overrides key=value")
+    p.add_argument("--checkpoint", required=True, help="checkpoint file (.pth)")
+    p.add_argument("--out", default=None, help="JSON file for the metrics")
+    args = p.parse_intermixed_args(list(argv))
+    cfg, metrics, metric_objs, images = evaluate_checkpoint(args.config, args.overrides, args.checkpoint)
     out = args.out or os.path.join(os.path.dirname(os.path.abspath(args.checkpoint)), "test_metrics.json")
     payload = {"checkpoint": os.path.abspath(args.checkpoint), "dataset": cfg["data"]["type"], "split": "val",
-               "images": len(data.val.dataset), "metrics": metrics}
+               "images": images, "metrics": metrics}
     from mixbench.results.record import atomic_write_text
 
     atomic_write_text(out, json.dumps(payload, indent=2))
-    for m in metric_objs:
-        if hasattr(m, "draw"):  # the reliability diagram of a classifier
-            m.draw(os.path.join(os.path.dirname(os.path.abspath(out)), "reliability.png"),
-                   f"{cfg['mixup']['type']} on {cfg['data']['type']}")
+    draw_reliability_of(metric_objs, os.path.join(os.path.dirname(os.path.abspath(out)), "reliability.png"),
+                        f"{cfg['mixup']['type']} on {cfg['data']['type']}")
     print("  ".join(f"{k} {v:.4f}" for k, v in metrics.items()) + f"  ({payload['images']} images)  -> {out}")
     return 0
 

@@ -1,5 +1,8 @@
 """``mixbench visualize --mixup NAME [--out FILE.png]``: draw what a mixup policy does to a batch.
 
+``mixbench visualize --reliability RUN_DIR|CONFIG [--checkpoint PATH]`` draws a trained classifier's
+reliability diagram instead (:mod:`mixbench.cli.visualize_reliability`).
+
 The figure has one column per sample and three rows: the originals, their partners, and the mixed images
 with the label weights written under them. Model-free policies mix natural photos that scikit-image ships
 (``--source photos``, the default; e.g. ``--size 224`` for ImageNet size) or the scikit-learn digits
@@ -170,7 +173,10 @@ def draw(x: torch.Tensor, batch, names: list[str], title: str, out: str, before=
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="mixbench visualize", description=__doc__.splitlines()[0])
-    p.add_argument("--mixup", required=True, help="registered mixup policy name")
+    p.add_argument("--mixup", help="registered mixup policy name")
+    p.add_argument("--reliability", metavar="RUN_DIR|CONFIG",
+                   help="draw the reliability diagram of a trained classifier: a run dir (its last checkpoint "
+                        "and fitted temperature), or a config with --checkpoint")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="policy options (YAML values)")
     p.add_argument("--config", help="a configs/mixup/NAME.yaml file to take the options from")
     p.add_argument("--source", default="photos",
@@ -185,6 +191,13 @@ def main(argv: list[str] | None = None) -> int:
                    help="model-reading policies without --checkpoint: clean training steps before drawing")
     p.add_argument("--out", help="output PNG (default mixup_<NAME>.png)")
     args = p.parse_args(argv)
+    if args.reliability:
+        from mixbench.cli.visualize_reliability import reliability
+
+        print(reliability(args.reliability, args.checkpoint, args.out))
+        return 0
+    if not args.mixup:
+        raise ConfigError("visualize: expected --mixup NAME (a policy's picture) or --reliability RUN_DIR")
     if args.n < 1:
         raise ConfigError(f"--n {args.n}: expected at least one sample")
     cfg = {}

@@ -28,6 +28,7 @@ from mixbench.config.schema import (
 )
 from mixbench.config.task import check_task, fill_task_defaults
 from mixbench.datasets.base import split_size
+from mixbench.datasets.splits import heldout_size
 from mixbench.errors import ConfigError
 from mixbench.ranges import option_range
 from mixbench.registry import (
@@ -206,12 +207,31 @@ def check_data(cfg: Mapping[str, Any], source: ConfigSource, *, world_size: int 
         except ConfigError as exc:
             raise ConfigError(f"{exc} (in {source.file_for('data.root')})") from None
     if train:
+        _check_holdout(d, sizes["train"], world_size, source)
         per_process = sizes["train"] // world_size
         if d["batch_size"] > per_process:
             share = f"{per_process} per process over {world_size} processes" if world_size > 1 else str(per_process)
             raise ConfigError(f"data.batch_size={d['batch_size']}: larger than the training split "
                               f"({share} images), so no full batch is left to train on; expected ≤ {per_process} "
                               f"(in {source.file_for('data.batch_size')})")
+
+
+def _check_holdout(d: Mapping[str, Any], n: int, world_size: int, source: ConfigSource) -> None:
+    """A fractional ``data.holdout`` leaves at least one held-out sample and a full batch per process."""
+    fraction = d.get("holdout")
+    if isinstance(fraction, str) or fraction is None:  # 'dataset': the dataset's own held-out split
+        return
+    held = heldout_size(n, float(fraction))
+    per_process = (n - held) // world_size
+    where = f"(in {source.file_for('data.holdout')})"
+    if held == 0:
+        raise ConfigError(f"data.holdout={fraction}: the training split has {n} image(s), none left to hold out; "
+                          f"expected a training split of at least 2 images {where}")
+    if d["batch_size"] > per_process:
+        share = f", {per_process} per process over {world_size} processes" if world_size > 1 else ""
+        raise ConfigError(f"data.holdout={fraction}: holds out {held} of the {n} training images and leaves "
+                          f"{n - held}{share}, fewer than data.batch_size={d['batch_size']}, so no full batch is "
+                          f"left to train on; expected a smaller holdout or batch {where}")
 
 
 UNSET_IS_ABSENT = ("data.resize", "data.randaugment", "data.holdout", "data.label_noise")

@@ -17,11 +17,17 @@ from mixbench.errors import ConfigError
 HELDOUT_STREAM = 7_368_787
 
 
+def heldout_size(n: int, fraction: float) -> int:
+    """How many of ``n`` training samples the held-out split takes: ``round(fraction · n)``, at least 1 and at
+    most ``n − 1`` (0 when ``n < 2``)."""
+    return max(0, min(max(1, int(round(fraction * n))), n - 1))
+
+
 def heldout_split(n: int, fraction: float, seed: int) -> tuple[Tensor, Tensor]:
-    """``(train, heldout)`` sorted int64 indices: ``round(fraction · n)`` (at least 1) samples drawn uniformly."""
+    """``(train, heldout)`` sorted int64 indices: :func:`heldout_size` samples drawn uniformly."""
     g = torch.Generator().manual_seed(int(seed) * 1_000_003 + HELDOUT_STREAM)
     perm = torch.randperm(n, generator=g)
-    k = min(max(1, int(round(fraction * n))), n - 1)
+    k = heldout_size(n, fraction)
     return perm[k:].sort().values, perm[:k].sort().values
 
 

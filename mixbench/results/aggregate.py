@@ -94,6 +94,9 @@ class Board:
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     scale: float = 1.0  # display unit factor applied to the records' values (100 for accuracies in %)
+    fmt: str = "{:.2f}"  # display format of the metric's values (its spec's)
+    columns: list = field(default_factory=list)  # extra metric columns (mixbench.results.columns.Column)
+    claim: object | None = None  # the tested claim and its verdict (mixbench.results.claims.ClaimResult)
 
     @property
     def compare_within(self) -> list[str]:
@@ -254,6 +257,8 @@ def aggregate(
         higher_is_better: rank direction; ``None`` (default): the direction the records store for the metric.
         title / reference_source: carried to the renderers.
     """
+    from mixbench.evaluation.specs import metric_spec
+
     if definition not in METRIC_DEFS + OPTIONAL_METRIC_DEFS:
         raise ConfigError(f"--definition: unknown '{definition}'; valid: "
                           f"{', '.join(METRIC_DEFS + OPTIONAL_METRIC_DEFS)}")
@@ -281,10 +286,12 @@ def aggregate(
         log.warning("%s", w)
     scale = 100.0 if percent_metric(metric) else 1.0
     table = _group_stats(good, by, col, scale)
+    spec = metric_spec(metric)
     k = _k_text(good, metric) if definition == "median_last_k" else None
     board = Board(table=table, excluded=excluded.reset_index(drop=True), skipped=list(store.skipped),
                   metric=metric, definition=definition, by=by, k=k, higher_is_better=higher_is_better,
-                  title=title, reference_source=reference_source, warnings=warnings, scale=scale)
+                  title=title, reference_source=reference_source, warnings=warnings, scale=scale,
+                  fmt=spec.fmt if spec is not None else "{:.2f}")
     if reference is not None and not table.empty:
         board.table = _merge_reference(board.table, reference)
     board.table = _rank(board)

@@ -12,7 +12,18 @@ import math
 import pandas as pd
 
 from mixbench.results.aggregate import Board
-from mixbench.results.render import ci_cell, ci_note, fmt, key_cell, key_name, records, value_cell
+from mixbench.results.render import (
+    VERDICT_RULE,
+    ci_cell,
+    ci_note,
+    claim_header,
+    claim_rows,
+    fmt,
+    key_cell,
+    key_name,
+    records,
+    value_cell,
+)
 
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
            "#bcbd22", "#17becf")
@@ -28,7 +39,7 @@ th.sortable{cursor:pointer;user-select:none;background:#f4f4f4}
 th.sortable:hover{background:#e8e8e8}
 th[aria-sort=ascending]::after{content:" \\25B2"}th[aria-sort=descending]::after{content:" \\25BC"}
 tr.best td{font-weight:600}
-.note{color:#555}.warn{color:#8a4b00;background:#fff4e0;padding:4px 8px}.charts{display:flex;flex-wrap:wrap;gap:16px}
+.note{color:#555}.claim{background:#eef4ff;padding:4px 8px}.warn{color:#8a4b00;background:#fff4e0;padding:4px 8px}.charts{display:flex;flex-wrap:wrap;gap:16px}
 figure{margin:0}figcaption{font-size:13px;color:#444}
 svg text{font:11px system-ui,sans-serif;fill:#333}
 """
@@ -69,6 +80,7 @@ def _td(text: str, sort=None, num: bool = False) -> str:
 def board_table(board: Board) -> str:
     heads = [(key_name(c), c, c == "epochs") for c in board.by]
     heads += [(board.header, "mean", True), ("n", "n", True), ("95% CI", "ci95", True), ("Rank", "rank", True)]
+    heads += [(c.header, c.key("mean"), True) for c in board.columns]
     if board.has_reference:
         heads += [("Reference", "reference", True), ("Δ", "diff", True)]
     th = "".join(f'<th data-key="{_e(k)}"{" class=num" if num else ""} scope="col">{_e(h)}</th>'
@@ -76,11 +88,13 @@ def board_table(board: Board) -> str:
     body = []
     for r in records(board.table):
         cells = [_td(key_cell(r[c]), num=c == "epochs") for c in board.by]
-        cells += [_td(value_cell(r), r["mean"], True), _td(str(int(r["n"])), int(r["n"]), True),
+        cells += [_td(value_cell(r, number=board.fmt), r["mean"], True), _td(str(int(r["n"])), int(r["n"]), True),
                   _td(ci_cell(board, r), r["ci95"], True), _td(str(int(r["rank"])), int(r["rank"]), True)]
+        cells += [_td(value_cell(r, number=c.fmt, prefix=c.key("")), float(r[c.key("mean")]), True)
+                  for c in board.columns]
         if board.has_reference:
-            cells += [_td(fmt(r["reference"]), float(r["reference"]), True),
-                      _td(fmt(r["diff"], signed=True), float(r["diff"]), True)]
+            cells += [_td(fmt(r["reference"], board.fmt), float(r["reference"]), True),
+                      _td(fmt(r["diff"], board.fmt, signed=True), float(r["diff"]), True)]
         cls = ' class="best"' if r["rank"] == 1 and len(board.table) > 1 else ""
         body.append(f"<tr{cls}>{''.join(cells)}</tr>")
     return (f'<table class="sortable" id="board"><thead><tr>{th}</tr></thead>'
@@ -202,6 +216,21 @@ def excluded_section(board: Board) -> str:
     return "".join(out)
 
 
+def claim_section(board: Board) -> tuple[str, str]:
+    """The claim and its verdict (for the top of the page) and the table of its checks (below the board)."""
+    if claim_header(board) is None:
+        return "", ""
+    text, summary = claim_header(board)
+    top = f'<p class="claim"><b>Claim tested:</b> {_e(text)}</p><p class="claim"><b>Verdict: {_e(summary)}.</b></p>'
+    head, rows = claim_rows(board)
+    if not rows:
+        return top, ""
+    th = "".join(f'<th scope="col">{_e(h)}</th>' for h in head)
+    body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in cells) + "</tr>" for cells in rows)
+    return top, (f'<h2>Claim checks</h2><p class="note">{_e(VERDICT_RULE)}</p>'
+                 f"<table><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>")
+
+
 def render_page(board: Board, curves: list[dict] | None = None) -> str:
     """The whole page as one string."""
     charts = "".join(bar_chart(board, title, rows) for title, rows in board.panels())
@@ -216,6 +245,7 @@ def render_page(board: Board, curves: list[dict] | None = None) -> str:
     warn = "".join(f'<p class="warn">Warning: {_e(w)}</p>' for w in board.warnings)
     notes = "".join(f'<p class="note">{_e(n)}</p>' for n in board.notes)
     within = " / ".join(key_name(c) for c in board.compare_within) or "the board"
+    claim_top, checks = claim_section(board)
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         f"<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><title>{_e(board.title)}</title>"
@@ -223,7 +253,7 @@ def render_page(board: Board, curves: list[dict] | None = None) -> str:
         f"<h1>{_e(board.title)}</h1>"
         f'<p class="note">Metric: {_e(board.header)}. {_e(ci_note(board))}; rank within {_e(within)}. '
         "Click a column header to sort.</p>"
-        f"{warn}{ref}{board_table(board)}"
+        f"{warn}{claim_top}{ref}{board_table(board)}{checks}"
         f"<h2>{_e(board.metric_label.capitalize())} by method</h2><div class=charts>{charts}</div>"
         f"{curve_html}{excluded_section(board)}{notes}"
         f"<script>{_SCRIPT}</script></body></html>\n"

@@ -36,12 +36,12 @@ def key_name(col: str) -> str:
     return _KEY_NAMES.get(col, col)
 
 
-def fmt(x, digits: int = 2, signed: bool = False) -> str:
-    """A number for a table cell; NaN/None as an en dash."""
+def fmt(x, number: str = "{:.2f}", signed: bool = False) -> str:
+    """A number for a table cell in the format ``number`` (a metric spec's ``fmt``); NaN/None as an en dash."""
     if x is None or (isinstance(x, float) and math.isnan(x)) or x is pd.NA:
         return "–"
     if isinstance(x, float):
-        return f"{x:+.{digits}f}" if signed else f"{x:.{digits}f}"
+        return (number.replace("{:", "{:+", 1) if signed else number).format(x)
     return str(x)
 
 
@@ -54,10 +54,17 @@ def key_cell(x) -> str:
     return fmt(x)
 
 
-def value_cell(row: Mapping, pm: str = "±") -> str:
-    if row["n"] > 1 and not math.isnan(row["std"]):
-        return f"{fmt(row['mean'])} {pm} {fmt(row['std'])}"
-    return fmt(row["mean"])
+def value_cell(row: Mapping, pm: str = "±", number: str = "{:.2f}", prefix: str = "") -> str:
+    """``mean ± std`` of a row (``prefix``: the table columns of an extra metric, ``"<key>:"``)."""
+    mean, std, n = (row[f"{prefix}{s}"] for s in ("mean", "std", "n"))
+    if n > 1 and not math.isnan(std):
+        return f"{fmt(mean, number)} {pm} {fmt(std, number)}"
+    return fmt(mean, number)
+
+
+def column_cells(board: Board, row: Mapping, pm: str = "±") -> list[str]:
+    """The extra metric columns of a row (:mod:`mixbench.results.columns`)."""
+    return [value_cell(row, pm, c.fmt, c.key("")) for c in board.columns]
 
 
 def ci_cell(board: Board, row: Mapping) -> str:
@@ -65,7 +72,7 @@ def ci_cell(board: Board, row: Mapping) -> str:
     if math.isnan(row["ci95"]):
         return "–"
     lo, hi = board.clip([float(row["ci_low"]), float(row["ci_high"])])
-    return f"[{fmt(float(lo))}, {fmt(float(hi))}]"
+    return f"[{fmt(float(lo), board.fmt)}, {fmt(float(hi), board.fmt)}]"
 
 
 def ci_note(board: Board) -> str:
@@ -76,16 +83,57 @@ def ci_note(board: Board) -> str:
 def display_rows(board: Board, pm: str = "±") -> tuple[list[str], list[list[str]]]:
     """Header and string cells shared by the text renderers."""
     head = [key_name(c) for c in board.by] + [board.header, "n", "95% CI", "Rank"]
+    head += [c.header for c in board.columns]
     if board.has_reference:
         head += ["Reference", "Δ"]
     rows = []
     for r in records(board.table):
-        cells = [key_cell(r[c]) for c in board.by] + [value_cell(r, pm), str(int(r["n"])),
+        cells = [key_cell(r[c]) for c in board.by] + [value_cell(r, pm, board.fmt), str(int(r["n"])),
                                                     ci_cell(board, r), str(int(r["rank"]))]
+        cells += column_cells(board, r, pm)
         if board.has_reference:
-            cells += [fmt(r["reference"]), fmt(r["diff"], signed=True)]
+            cells += [fmt(r["reference"], board.fmt), fmt(r["diff"], board.fmt, signed=True)]
         rows.append(cells)
     return head, rows
+
+
+VERDICT_RULE = ("Each check compares two entries' means over their seeds: Δ is the difference, signed so that "
+                "Δ > 0 favours the first entry (for ≈: first − second), with its Welch 95% t-interval; held when "
+                "the interval lies beyond the margin in the claimed direction (inside ±margin for ≈), did not "
+                "hold when it lies entirely on the other side, inconclusive otherwise; the claim holds when "
+                "every check holds (docs/leaderboards.md).")
+
+
+def claim_header(board: Board) -> tuple[str, str] | None:
+    """``(claim text, verdict summary)`` of a board that tests a claim, else ``None``."""
+    if board.claim is None:
+        return None
+    return board.claim.claim.text, board.claim.summary
+
+
+def claim_rows(board: Board) -> tuple[list[str], list[list[str]]]:
+    """Header and cells of the claim's checks: each with both entries' numbers, Δ with its CI, the verdict."""
+    head = ["Check", "First: mean ± std (n)", "Second: mean ± std (n)", "Δ [95% CI]", "Verdict"]
+    rows = []
+    for r in board.claim.results if board.claim is not None else []:
+        side = [f"{name}: {fmt(m, r.fmt)}" + (f" ± {fmt(sd, r.fmt)}" if n > 1 else "") + f" ({n})"
+                for name, m, sd, n in ((r.check.a, r.a_mean, r.a_std, r.a_n), (r.check.b, r.b_mean, r.b_std, r.b_n))]
+        ci = f" [{fmt(r.ci_low, r.fmt, signed=True)}, {fmt(r.ci_high, r.fmt, signed=True)}]"
+        rows.append([r.text, *side, fmt(r.diff, r.fmt, signed=True) + ci,
+                     r.verdict + (f" ({r.reason})" if r.reason else "")])
+    return head, rows
+
+
+def claim_csv(board: Board) -> str:
+    """The claim's checks as CSV, numbers unrounded, in the board's display units."""
+    rows = [{"claim": board.claim.claim.text, "check": r.text, "kind": r.check.kind, "first": r.check.a,
+             "second": r.check.b, "metric": r.metric_label, "margin": r.check.margin, "first_mean": r.a_mean,
+             "first_std": r.a_std, "first_n": r.a_n, "second_mean": r.b_mean, "second_std": r.b_std,
+             "second_n": r.b_n, "diff": r.diff, "ci_low": r.ci_low, "ci_high": r.ci_high, "verdict": r.verdict,
+             "reason": r.reason, "claim_verdict": board.claim.verdict} for r in board.claim.results]
+    buf = io.StringIO()
+    pd.DataFrame(rows).to_csv(buf, index=False, lineterminator="\n")
+    return buf.getvalue()
 
 
 def _md_escape(s: str) -> str:
@@ -99,6 +147,9 @@ def to_markdown(board: Board) -> str:
              f"{' / '.join(key_name(c) for c in board.compare_within) or 'the board'}."]
     for w in board.warnings:
         lines += ["", f"> **Warning:** {_md_escape(w)}"]
+    if claim_header(board):
+        text, summary = claim_header(board)
+        lines += ["", f"**Claim tested:** {_md_escape(text)}", "", f"**Verdict: {_md_escape(summary)}.**"]
     if board.reference_source:
         lines += ["", f"Reference: {board.reference_source}"]
     lines += [""]
@@ -110,8 +161,18 @@ def to_markdown(board: Board) -> str:
         lines.append("| " + " | ".join(_md_escape(c) for c in cells) + " |")
     if board.table.empty:
         lines.append("| " + " | ".join("–" for _ in head) + " |")
+    lines += _md_checks(board)
     lines += _md_excluded(board)
     return "\n".join(lines) + "\n"
+
+
+def _md_checks(board: Board) -> list[str]:
+    head, rows = claim_rows(board)
+    if not rows:
+        return []
+    lines = ["", "### Claim checks", "", VERDICT_RULE, "", "| " + " | ".join(head) + " |",
+             "|---|:-:|:-:|:-:|---|"]
+    return lines + ["| " + " | ".join(_md_escape(c) for c in cells) + " |" for cells in rows]
 
 
 def _md_excluded(board: Board) -> list[str]:
@@ -143,6 +204,9 @@ def to_csv(board: Board) -> str:
         out[c] = t[c]
     out[["ci_low", "ci_high"]] = board.shown_ci()
     out["rank"] = t["rank"]
+    for c in board.columns:
+        for stat in ("mean", "std", "n"):
+            out[c.key(stat)] = t[c.key(stat)]
     if board.has_reference:
         out["reference"] = t["reference"]
         out["diff"] = t["diff"]
@@ -171,6 +235,8 @@ def to_latex(board: Board) -> str:
     if board.reference_source:
         caption += f" Reference: {board.reference_source}."
     caption += "".join(f" Warning: {w}" for w in board.warnings)
+    if claim_header(board):
+        caption += " Claim tested: {} Verdict: {}.".format(*claim_header(board))
     align = "l" * len(board.by) + "c" * (len(head) - len(board.by))
     lines = [r"\begin{table}[t]", r"\centering", r"\caption{" + latex_escape(caption).replace(
         r"\$n\$", "$n$") + "}", r"\begin{tabular}{" + align + "}", r"\toprule",
@@ -234,4 +300,7 @@ def write_board(board: Board, out_dir: str | Path, formats: Iterable[str] = FORM
         else:
             atomic_write_text(path, _TEXT_RENDERERS[f](board))
         written.append(path)
+        if f == "csv" and claim_rows(board)[1]:
+            written.append(out_dir / f"{stem}_claim.csv")
+            atomic_write_text(written[-1], claim_csv(board))
     return written

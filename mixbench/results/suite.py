@@ -50,6 +50,8 @@ import yaml
 from mixbench.config.schema import RANGES
 from mixbench.errors import ConfigError
 from mixbench.results.aggregate import DEFAULT_BY, Board, aggregate
+from mixbench.results.claims import Claim, evaluate, parse_claim
+from mixbench.results.columns import Column, add_columns, parse_columns
 from mixbench.results.record import METRIC_DEFS, OPTIONAL_METRIC_DEFS
 from mixbench.results.store import Store, scan
 
@@ -57,7 +59,7 @@ log = logging.getLogger("mixbench.results")
 
 TRAIN_CMD = (sys.executable, "-m", "mixbench.cli.main", "train")
 _SUITE_KEYS = {"name", "title", "description", "work_dir", "out", "seeds", "metric", "definition", "by",
-               "overrides", "reference_source", "slurm", "runs", "higher_is_better", "claim"}
+               "overrides", "reference_source", "slurm", "runs", "higher_is_better", "claim", "columns"}
 _RUN_KEYS = {"config", "label", "overrides", "seeds", "reference"}
 
 
@@ -93,7 +95,8 @@ class Suite:
     reference_source: str | None = None
     slurm: dict[str, Any] = field(default_factory=dict)
     higher_is_better: bool | None = None  # None: the direction the records store
-    claim: str | None = None  # the published claim the suite tests, stated on its board
+    claim: Claim | None = None  # the published claim the suite tests, stated and checked on its board
+    columns: list[Column] = field(default_factory=list)  # extra metric columns of the same runs
 
     def run_dir(self, run: SuiteRun) -> Path:
         return self.work_dir / run.dirname
@@ -189,7 +192,8 @@ def load_suite(path: str | os.PathLike) -> Suite:
                  by=[str(b) for b in _as_list(data.get("by", list(DEFAULT_BY)), "by", path)],
                  overrides=common, runs=runs, reference_source=data.get("reference_source"), slurm=slurm,
                  higher_is_better=None if data.get("higher_is_better") is None else bool(data["higher_is_better"]),
-                 claim=None if data.get("claim") is None else " ".join(str(data["claim"]).split()))
+                 claim=parse_claim(data.get("claim"), path, [r.label for r in runs]),
+                 columns=parse_columns(data.get("columns"), path))
 
 
 # ---------------------------------------------------------------------------------------------------- state
@@ -427,8 +431,10 @@ def suite_board(suite: Suite) -> Board:
     board = aggregate(store, metric=suite.metric, definition=suite.definition, by=by, reference=reference,
                       higher_is_better=suite.higher_is_better, title=suite.title,
                       reference_source=suite.reference_source)
-    if suite.claim:
-        board.notes.insert(0, f"Claim tested: {suite.claim}")
+    if board.has_runs:
+        add_columns(board, store, suite.columns, by)
+    if board.has_runs and suite.claim:
+        board.claim = evaluate(suite.claim, store, metric=suite.metric, definition=suite.definition, by=by)
     st = status_table(suite)
     missing = st[st["status"].isin(["missing"])]
     if len(missing):
