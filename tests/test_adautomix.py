@@ -309,7 +309,7 @@ def test_mask_layer_beyond_the_backbone_is_a_config_error() -> None:
 
 
 # -- runs ---------------------------------------------------------------------------------------------------------
-RUN = ["configs/digits/adautomix.yaml", *TINY, "model.backbone.width=8"]
+RUN = ["configs/digits/adautomix.yaml", *TINY]
 
 
 @pytest.mark.slow
