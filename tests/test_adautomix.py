@@ -293,6 +293,26 @@ def test_mix_returns_the_generated_batch() -> None:
     assert out.mask.min() >= 0 and out.mask.max() <= 1
 
 
+def test_bf16_autocast_and_channels_last_step() -> None:
+    model = tiny_model("runtime.channels_last=true")
+    x, y = batch()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        losses = model.policy.train_losses(model, x.contiguous(memory_format=torch.channels_last), y, ctx(4))
+    total = sum(losses.values())
+    total.backward()
+    assert torch.isfinite(total.float())
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.policy.generator.parameters())
+
+
+def test_generator_is_the_own_optimiser_group() -> None:
+    model = tiny_model("mixup.lr=0.01", "mixup.min_lr=0.001")
+    policy = model.policy
+    assert policy.has_own_group and policy.group_prefix() == "policy.generator"
+    assert [id(p) for p in policy.group_parameters()] == [id(p) for p in policy.generator.parameters()]
+    names = [n for n, _ in model.named_parameters() if n.startswith(policy.group_prefix())]
+    assert names and all(".encoder_k." not in n for n in names)
+
+
 @pytest.mark.parametrize("cfg,match", [
     ({"mix_samples": 3, "partner": "flip"}, "partner"), ({"cosine": "sign"}, "cosine"),
     ({"mix_samples": 1}, "mix_samples"), ({"lam_margin": 0.7}, "lam_margin"), ({"adv_interval": -1}, "adv_interval"),
