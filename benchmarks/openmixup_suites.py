@@ -33,11 +33,18 @@ POLICY = {"Vanilla": ("none", "vanilla"), "MixUp": ("mixup", "mixup"), "CutMix":
           "SaliencyMix": ("saliencymix", "saliencymix"), "AttentiveMix+": ("attentivemix", "attentivemix"),
           "FMix*": ("fmix", "fmix"), "PuzzleMix": ("puzzlemix", "puzzlemix"), "Co-Mixup": ("comixup", "comixup"),
           "GridMix": ("gridmix", "gridmix"), "ResizeMix": ("resizemix", "resizemix"),
-          "AlignMix": ("alignmix", "alignmix"), "DeiT": ("switch", "deit"), "TransMix": ("transmix", "transmix")}
+          "AlignMix": ("alignmix", "alignmix"), "DeiT": ("switch", "deit"), "TransMix": ("transmix", "transmix"),
+          "AdAutoMix": ("adautomix", "adautomix")}
 NO_ALPHA = {"none", "smoothmix", "comixup"}
 # OpenMixup: "we use wd=5e-4 for cutting-based methods (CutMix, AttentiveMix+, SaliencyMix, FMix, ResizeMix)"
 # with ResNeXt-50.
 CUTTING = {"cutmix", "attentivemix", "saliencymix", "fmix", "resizemix"}
+# Overrides of every entry of a policy: AdAutoMix's published runs used the released code's cosine term.
+POLICY_OVERRIDES = {"adautomix": ["mixup.cosine=similarity"]}
+# Rows whose number is not in Mixup_cifar.md: the suite header names their source.
+ROW_SOURCES = {"AdAutoMix": ("AdAutoMix: the authors' README (JinXins/Adversarial-AutoMixup; 800-epoch logs under",
+                             "experiments/CIFAR100/), run with mixup.cosine=similarity (the released code's cosine term)",
+                             "on the authors' recipe (configs/cifar100/<backbone>/adautomix.yaml: cosine to min_lr 0.05).")}
 
 # method, alpha, top-1 per epoch column
 CIFAR10_R18 = [
@@ -82,6 +89,7 @@ CIFAR100_R18 = [
     ("GridMix", 0.2, (78.23, 78.60, 78.72, 77.58)),
     ("ResizeMix", 1, (79.56, 79.19, 80.01, 79.23)),
     ("AlignMix", 2, (None, None, None, 81.71)),
+    ("AdAutoMix", 1, (None, None, 82.32, None)),
 ]
 CIFAR100_RX50 = [
     ("Vanilla", None, (79.37, 80.24, 81.09, 81.32)),
@@ -96,6 +104,7 @@ CIFAR100_RX50 = [
     ("Co-Mixup", 2, (81.73, 82.88, 82.91, 82.97)),
     ("GridMix", 0.2, (81.11, 79.80, 78.90, 76.11)),
     ("ResizeMix", 1, (79.56, 79.78, 80.35, 79.73)),
+    ("AdAutoMix", 1, (None, None, 84.22, None)),
 ]
 # WRN-28-8: 400 epochs only.
 CIFAR100_WRN28_8 = [
@@ -185,12 +194,14 @@ def suite_text(suite: str) -> str:
             overrides = [f"schedule.epochs={epochs_n}"]
             if policy not in NO_ALPHA:
                 overrides.append(f"mixup.alpha={_num(alpha)}")
+            overrides += POLICY_OVERRIDES.get(policy, [])
             run = {"config": f"configs/{dataset}/{backbone}/{stem}.yaml", "label": f"{policy} {epochs_n}ep",
                    "overrides": overrides}
             if refs[ep_i] is not None:
                 run["reference"] = refs[ep_i]
             runs.append(run)
     head = HEADER.format(title=title, epochs="/".join(map(str, epochs)), docs=DOCS, recipe=recipe, suite=suite)
+    head += "".join(f"# {line}\n" for m, _, _ in table for line in ROW_SOURCES.get(m, ()))
     body = (f"name: {suite}\ntitle: {title}, {'/'.join(map(str, epochs))} epochs\n"
             f"work_dir: work_dirs/bench/{suite}\nout: results/{suite}\nseeds: [0, 1, 2]\nmetric: top1\n"
             "definition: median_last_k\nby: [dataset, backbone, epochs, method]\n"

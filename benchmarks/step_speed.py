@@ -20,6 +20,7 @@ import time
 import torch
 from _table import write_csv
 
+from mixbench.mixups.learned.base import LearnedMixer, Progress, model_context
 from mixbench.models.classifier import MixClassifier, MixDataPreprocessor
 from mixbench.registry import BACKBONES, HEADS, LOSSES, MIXUPS, build, import_components
 
@@ -31,7 +32,7 @@ MODELS = {
     "r18": ({"type": "resnet18_cifar"}, 32, 3, 100, False),
     "deit_s": ({"type": "timm", "name": "deit_small_patch16_224"}, 224, 3, 100, True),
 }
-CNN_POLICIES = ["none", "mixup", "puzzlemix", "attentivemix", "snapmix", "alignmix", "comixup"]
+CNN_POLICIES = ["none", "mixup", "puzzlemix", "attentivemix", "snapmix", "alignmix", "comixup", "adautomix"]
 VIT_POLICIES = ["none", "mixup", "transmix", "tokenmix", "tokenmix_mixed", "mixpro", "smmix"]
 
 
@@ -45,6 +46,8 @@ def policy_cfg(name: str, image: int) -> dict:
         cfg["mask_patch_size"] = 8
     if name == "puzzlemix" and image < 32:
         cfg["blocks"] = [2, 4, 8]
+    if name == "adautomix" and image < 32:
+        cfg["mask_layer"] = 1  # configs/digits/adautomix.yaml: the 8x8 stage of the digits CNN
     return cfg
 
 
@@ -55,6 +58,9 @@ def make_step(name: str, args, model_name: str, device: torch.device):
     backbone = build(BACKBONES, bb_cfg, "model.backbone", in_chans=chans)
     head = build(HEADS, {"type": "linear"}, "model.head", in_features=backbone.num_features, num_classes=classes)
     policy = build(MIXUPS, policy_cfg(name, image), "mixup")
+    learned = isinstance(policy, LearnedMixer)
+    if learned:  # sub-networks from the model context, as build_classifier does
+        policy.setup(model_context(backbone, head, classes, (chans, image, image)))
     loss = build(LOSSES, {"type": "soft_ce"}, "loss", num_classes=classes)
     pre = MixDataPreprocessor([127.5] * chans, [64.0] * chans)
     model = MixClassifier(backbone, head, policy, loss, classes, pre).to(device).train()
@@ -71,6 +77,8 @@ def make_step(name: str, args, model_name: str, device: torch.device):
         opt.zero_grad(set_to_none=True)
         total.backward()
         opt.step()
+        if learned:  # the momentum-encoder update belongs to the step
+            model.policy.after_step(Progress(i, args.warmup + args.steps), model)
 
     return step
 

@@ -120,7 +120,7 @@ def evaluate_checkpoint(config: str, overrides: Sequence[str], checkpoint: str,
     device = select_device(cfg["runtime"]["device"], DistInfo())
     data = build_data(cfg, device, DistInfo(), train=False)
     model = build_classifier(cfg, num_classes=data.num_outputs, in_chans=data.in_chans, mean=data.mean,
-                             std=data.std, source=str(source.experiment_file))
+                             std=data.std, source=str(source.experiment_file), input_shape=data.input_shape)
     load_weights(model, checkpoint)
     model.to(device)
     metric_objs = build_task(cfg).metrics(cfg, data.num_outputs)

@@ -181,8 +181,10 @@ def run_model_step(name: str, policy_cfg: Mapping[str, Any], *, experiment: str 
     cfg["runtime"] = dict(cfg["runtime"], channels_last=False)
     train_set, val_set = _datasets(cfg)
     torch.manual_seed(seed)  # initial weights, as the runner seeds them
+    side = cfg["data"].get("resize")
     model = build_classifier(cfg, num_classes=val_set.num_classes, in_chans=val_set.in_chans, mean=val_set.mean,
-                             std=val_set.std, source=where)
+                             std=val_set.std, source=where,
+                             input_shape=(val_set.in_chans, *((side, side) if side else val_set.image_size)))
     kind = f"{cfg['data']['type']} {cfg['model']['backbone'].get('name', cfg['model']['backbone']['type'])}"
     if checkpoint is not None:
         load_checkpoint(model, checkpoint)

@@ -49,6 +49,7 @@ def check_task(cfg: Mapping[str, Any], source: ConfigSource) -> None:
           source.file_for("loss.type"))
     policy = build(MIXUPS, cfg["mixup"], "mixup", str(source.file_for("mixup")))
     _fits(MIXUPS, "policy", "mixup", policy, cfg["mixup"]["type"], task, source.file_for("mixup.type"))
+    check_learned_mixer(cfg, policy, source)
     holdout = cfg["data"]["holdout"]
     if holdout is not None and holdout != "dataset" and not (
             isinstance(holdout, (int, float)) and not isinstance(holdout, bool) and 0 < holdout < 1):
@@ -66,3 +67,23 @@ def check_task(cfg: Mapping[str, Any], source: ConfigSource) -> None:
         except ValueError as exc:
             key = str(exc).split(":", 1)[0]
             raise ConfigError(f"data.label_noise.{exc} (in {source.file_for(f'data.label_noise.{key}')})") from None
+
+
+def check_learned_mixer(cfg: Mapping[str, Any], policy: Any, source: ConfigSource) -> None:
+    """A learned mixer reads the features of a backbone stage: the backbone must have the mix points it uses.
+
+    The backbone is built once here (on the CPU, with 3 input channels: the mix points do not depend on them).
+    """
+    from mixbench.mixups.learned.base import LearnedMixer
+    from mixbench.registry import BACKBONES
+
+    if not isinstance(policy, LearnedMixer):
+        return
+    backbone = build(BACKBONES, cfg["model"]["backbone"], "model.backbone",
+                     str(source.file_for("model.backbone")), in_chans=3)
+    points = backbone.mix_points() if callable(getattr(backbone, "mix_points", None)) else []
+    try:
+        policy.check_mix_points(len(points))
+    except ValueError as exc:
+        raise ConfigError(f"mixup.{exc} with model.backbone.type '{cfg['model']['backbone']['type']}' "
+                          f"(in {source.file_for('mixup')})") from None

@@ -27,9 +27,10 @@ from mixbench.datasets.splits import heldout_split, relabelled, subset
 from mixbench.engine import compat
 from mixbench.engine.dist import DistInfo
 from mixbench.engine.heldout import FitOnSplitHook
-from mixbench.engine.hooks import EpochSeedHook, MetricsHook, ProgressHook
+from mixbench.engine.hooks import EpochSeedHook, LearnedMixerHook, MetricsHook, ProgressHook
 from mixbench.errors import ConfigError
 from mixbench.evaluation.noise import Memorisation
+from mixbench.mixups.learned.base import LearnedMixer
 from mixbench.models.classifier import build_classifier
 from mixbench.registry import DATASETS, lookup
 from mixbench.results.record import atomic_write_text
@@ -69,6 +70,7 @@ class Data:
     heldout: Any = None
     flipped: Any = None
     info: dict = field(default_factory=dict)
+    input_shape: tuple = ()
     noisy_labels: Any = None
     flipped_indices: Any = None
 
@@ -127,6 +129,8 @@ def build_data(cfg: Mapping[str, Any], device: torch.device, info: DistInfo, *, 
                   rank=info.rank, world_size=info.world_size, resize=d.get("resize"))
     eval_bs = d["val_batch_size"] or d["batch_size"]
     out = Data(None, None, num_outputs, ref.in_chans, tuple(ref.mean), tuple(ref.std))
+    side = d.get("resize")
+    out.input_shape = (ref.in_chans, *((side, side) if side else ref.image_size))
     if train_set is not None:
         train_set, heldout, flipped, out.info, noise = split_training(cfg, factory, train_set)
         if noise is not None:
@@ -144,7 +148,9 @@ def build_data(cfg: Mapping[str, Any], device: torch.device, info: DistInfo, *, 
 NO_DECAY_KEYS = ("cls_token", "dist_token", "reg_token", "pos_embed", "relative_position_bias_table")
 
 
-def optim_wrapper_cfg(cfg: Mapping[str, Any]) -> dict:
+def optim_wrapper_cfg(cfg: Mapping[str, Any], policy: Any = None) -> dict:
+    """mmengine optimiser-wrapper config; a learned ``policy`` with an own group gets a custom key on its
+    parameter prefix (its lr and weight decay are then set every iteration by :class:`LearnedMixerHook`)."""
     s, rt = cfg["schedule"], cfg["runtime"]
     if s["optimizer"] == "sgd":
         opt = dict(type="SGD", lr=s["lr"], momentum=s["momentum"], weight_decay=s["weight_decay"],
@@ -160,6 +166,10 @@ def optim_wrapper_cfg(cfg: Mapping[str, Any]) -> dict:
         # also the ViT/Swin embeddings (DeiT / OpenMixup ViT recipes); names match as substrings
         wrapper["paramwise_cfg"] = dict(norm_decay_mult=0.0, bias_decay_mult=0.0,
                                         custom_keys={k: dict(decay_mult=0.0) for k in NO_DECAY_KEYS})
+    if isinstance(policy, LearnedMixer) and policy.has_own_group:
+        # a custom key puts each matching parameter in a group of its own, which the hook can then address
+        paramwise = wrapper.setdefault("paramwise_cfg", {})
+        paramwise["custom_keys"] = {**paramwise.get("custom_keys", {}), policy.group_prefix(): dict(lr_mult=1.0)}
     return wrapper
 
 
@@ -200,7 +210,7 @@ def build_runner(cfg: Mapping[str, Any], run_dir: str, *, device: torch.device, 
         write_label_noise(run_dir, data)
     task = build_task(cfg)
     model = build_classifier(cfg, num_classes=data.num_outputs, in_chans=data.in_chans, mean=data.mean,
-                             std=data.std, source=source).to(device)
+                             std=data.std, source=source, input_shape=data.input_shape).to(device)
     if hasattr(model.policy, "attach"):  # a policy that draws partners from the training split (cmixup)
         model.policy.attach(*data.train.dataset.tensors())
     metrics = task.metrics(cfg, data.num_outputs)
@@ -216,6 +226,8 @@ def build_runner(cfg: Mapping[str, Any], run_dir: str, *, device: torch.device, 
         memorisation = Memorisation()
         metrics.append(memorisation)
         hooks.append(FitOnSplitHook(data.flipped, memorisation))
+    if isinstance(model.policy, LearnedMixer):
+        hooks.append(LearnedMixerHook())
     if rt["ema"]:
         hooks.append(dict(type="EMAHook", momentum=rt["ema_momentum"], update_buffers=True, priority="NORMAL"))
     extra_cfg: dict[str, Any] = {"compile": bool(rt["compile"])}
@@ -231,7 +243,7 @@ def build_runner(cfg: Mapping[str, Any], run_dir: str, *, device: torch.device, 
         train_cfg=dict(by_epoch=True, max_epochs=s["epochs"], val_interval=s["val_interval"]),
         val_cfg=dict(),
         val_evaluator=Evaluator(metrics),
-        optim_wrapper=optim_wrapper_cfg(cfg),
+        optim_wrapper=optim_wrapper_cfg(cfg, model.policy),
         param_scheduler=scheduler_cfg(cfg, len(data.train)),
         default_hooks=dict(
             runtime_info=dict(type="RuntimeInfoHook"),

@@ -285,7 +285,9 @@ def patch_package_utils(force: bool = False) -> None:
 
 
 # Warnings mmengine logs on every run that say nothing about the user's run.
-_NOISE = ("has no metainfo", '"FileClient" will be deprecated', '"HardDiskBackend" is the alias')
+# The last one is the optimiser constructor skipping the frozen momentum encoder of a learned mixer, per parameter.
+_NOISE = ("has no metainfo", '"FileClient" will be deprecated', '"HardDiskBackend" is the alias',
+          "is skipped since its requires_grad=False")
 
 
 class _NoiseFilter(logging.Filter):

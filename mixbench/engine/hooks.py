@@ -21,6 +21,7 @@ from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
 from mixbench.engine.report import read_metrics
+from mixbench.mixups.learned.base import Progress
 from mixbench.registry import HOOKS
 
 
@@ -83,6 +84,48 @@ class EpochSeedHook(Hook):
         model = unwrap(runner.model)
         model.progress = {"epoch": runner.epoch, "iter": runner.iter,
                           "progress": runner.iter / max(runner.max_iters, 1)}
+
+
+@HOOKS.register_module("learned_mixer")
+class LearnedMixerHook(Hook):
+    """The per-iteration callbacks of a learned mixer (docs/architecture.md, "Training step: stateful policies").
+
+    Before each iteration: ``policy.before_iter(progress)`` (annealed loss weights), then the lr and weight
+    decay of the mixer's own optimiser group, which overwrite whatever mmengine's schedulers (stepped after
+    the previous iteration) left in those groups. After the optimiser step: ``policy.after_step(progress,
+    model)`` (the momentum-encoder update). Everything is a function of the iteration, so resume is exact.
+    """
+
+    priority = "NORMAL"
+
+    def __init__(self) -> None:
+        self._group_ids: set[int] | None = None
+
+    @staticmethod
+    def _progress(runner: Any) -> Progress:
+        return Progress(iter=runner.iter, max_iters=runner.max_iters, epoch=runner.epoch)
+
+    def _groups(self, runner: Any, policy: Any) -> list[dict]:
+        if self._group_ids is None:
+            self._group_ids = {id(p) for p in policy.group_parameters()}
+        groups = [g for g in runner.optim_wrapper.param_groups
+                  if g["params"] and all(id(p) in self._group_ids for p in g["params"])]
+        if not groups and self._group_ids:
+            raise RuntimeError("the learned mixer's parameters are in no optimiser group of their own")
+        return groups
+
+    def before_train_iter(self, runner: Any, batch_idx: int, data_batch: Any = None) -> None:
+        policy = unwrap(runner.model).policy
+        progress = self._progress(runner)
+        policy.before_iter(progress)
+        if policy.has_own_group:
+            options = policy.group_options(progress)
+            for group in self._groups(runner, policy):
+                group.update(options)
+
+    def after_train_iter(self, runner: Any, batch_idx: int, data_batch: Any = None, outputs: Any = None) -> None:
+        model = unwrap(runner.model)
+        model.policy.after_step(self._progress(runner), model)
 
 
 @HOOKS.register_module("metrics_sink")

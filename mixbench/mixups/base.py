@@ -301,6 +301,11 @@ class MixPolicy:
         """
         return batch
 
+    def train_losses(self, model: Any, inputs: Tensor, labels: Tensor, ctx: MixContext) -> dict[str, Tensor] | None:
+        """The whole loss of a training step, for a policy that owns it (learned mixers: several forwards,
+        several loss terms, one key each); ``None`` (the default): the classifier's own step."""
+        return None
+
     def __call__(self, inputs: Tensor, labels: Tensor, num_classes: int, ctx: MixContext) -> MixBatch:
         if self.prob >= 1.0:
             return self.mix(inputs, labels, num_classes, ctx)

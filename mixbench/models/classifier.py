@@ -20,6 +20,7 @@ from mmengine.model import BaseDataPreprocessor, BaseModel
 from torch import Tensor, nn
 
 from mixbench.mixups.base import MixBatch, MixContext, MixPolicy, OneHotTargets, TargetBuilder
+from mixbench.mixups.learned.base import LearnedMixer, model_context
 from mixbench.registry import BACKBONES, HEADS, LOSSES, MIXUPS, MODELS, build
 
 
@@ -64,7 +65,8 @@ class MixClassifier(BaseModel):
     Args:
         backbone: backbone module (``BACKBONES`` entry; exposes ``num_features`` and ``mix_points()``).
         head: head module (``HEADS`` entry).
-        policy: mixup policy applied during training (``MIXUPS`` entry).
+        policy: mixup policy applied during training (``MIXUPS`` entry); a learned mixer (an ``nn.Module``) is
+            a registered submodule, so the optimiser, checkpoints, device moves and DDP handle it.
         loss: per-sample loss (``LOSSES`` entry).
         num_classes: number of outputs: classes, or regression targets.
         data_preprocessor: normalisation module (see :class:`MixDataPreprocessor`).
@@ -133,6 +135,9 @@ class MixClassifier(BaseModel):
         ctx = MixContext(generator=self.generator(inputs.device), epoch=self.progress["epoch"],
                          iter=self.progress["iter"], progress=self.progress["progress"], signals=signals, model=self,
                          owned=owned)
+        owned_step = policy.train_losses(self, inputs, labels, ctx)
+        if owned_step is not None:  # a learned mixer computes the whole step itself
+            return owned_step
         batch = policy(inputs, labels, self.num_classes, ctx).bind(self.targets)
         with policy.capture(self) as captured, self._mix_at_layer(batch):
             x = batch.mix_features(batch.inputs) if batch.layer == 0 else batch.inputs
@@ -161,10 +166,12 @@ class MixClassifier(BaseModel):
 
 
 def build_classifier(cfg: Mapping[str, Any], *, num_classes: int, in_chans: int, mean: Sequence[float],
-                     std: Sequence[float], source: str = "") -> BaseModel:
+                     std: Sequence[float], source: str = "", input_shape: Sequence[int] | None = None) -> BaseModel:
     """Build the model of a validated config for a dataset with the given shape and statistics.
 
-    ``num_classes`` is the task's output size (classes, or regression targets).
+    ``num_classes`` is the task's output size (classes, or regression targets). ``input_shape`` (C, H, W) of
+    the training inputs is needed by learned mixers, which are set up here with the model's context
+    (:class:`~mixbench.mixups.learned.base.ModelContext`) once the backbone and head exist.
     """
     from mixbench.config.task import build_task
 
@@ -174,6 +181,10 @@ def build_classifier(cfg: Mapping[str, Any], *, num_classes: int, in_chans: int,
     head = build(HEADS, model_cfg["head"], "model.head", source, in_features=backbone.num_features,
                  num_classes=num_classes)
     policy = build(MIXUPS, cfg["mixup"], "mixup", source)
+    if isinstance(policy, LearnedMixer):
+        if input_shape is None:
+            raise ValueError("build_classifier: a learned mixer needs the input_shape (C, H, W)")
+        policy.setup(model_context(backbone, head, num_classes, input_shape))
     loss = build(LOSSES, cfg["loss"], "loss", source, num_classes=num_classes)
     pre = MixDataPreprocessor(mean, std, channels_last=cfg["runtime"]["channels_last"],
                               label_dtype=task.label_dtype)
