@@ -19,6 +19,7 @@ import time
 
 import torch
 
+from mixbench.mixups.learned.base import LearnedMixer, model_context
 from mixbench.models.classifier import MixClassifier, MixDataPreprocessor
 from mixbench.registry import BACKBONES, HEADS, LOSSES, MIXUPS, build, import_components
 
@@ -30,7 +31,7 @@ MODELS = {
     "r18": ({"type": "resnet18_cifar"}, 32, 3, 100, False),
     "deit_s": ({"type": "timm", "name": "deit_small_patch16_224"}, 224, 3, 100, True),
 }
-CNN_POLICIES = ["none", "mixup", "puzzlemix", "attentivemix", "snapmix", "alignmix", "comixup"]
+CNN_POLICIES = ["none", "mixup", "puzzlemix", "attentivemix", "snapmix", "alignmix", "comixup", "adamixup"]
 VIT_POLICIES = ["none", "mixup", "transmix", "tokenmix", "tokenmix_mixed", "mixpro", "smmix"]
 
 
@@ -54,6 +55,9 @@ def make_step(name: str, args, model_name: str, device: torch.device):
     backbone = build(BACKBONES, bb_cfg, "model.backbone", in_chans=chans)
     head = build(HEADS, {"type": "linear"}, "model.head", in_features=backbone.num_features, num_classes=classes)
     policy = build(MIXUPS, policy_cfg(name, image), "mixup")
+    if isinstance(policy, LearnedMixer):
+        policy.setup(model_context(backbone, head, classes, (chans, image, image),
+                                   new_backbone=lambda: build(BACKBONES, bb_cfg, "model.backbone", in_chans=chans)))
     loss = build(LOSSES, {"type": "soft_ce"}, "loss", num_classes=classes)
     pre = MixDataPreprocessor([127.5] * chans, [64.0] * chans)
     model = MixClassifier(backbone, head, policy, loss, classes, pre).to(device).train()

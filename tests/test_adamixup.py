@@ -173,6 +173,30 @@ def test_step_returns_one_key_per_term() -> None:
     assert 0 < float(out["lam_low"]) < float(out["lam_high"]) < 1
 
 
+def test_own_group_is_the_policy_generator() -> None:
+    from mixbench.engine.builder import optim_wrapper_cfg
+
+    cfg, _ = load_config(str(ROOT / CONFIG), ["model.backbone.width=4", "mixup.lr=0.01", "mixup.min_lr=0.001"])
+    torch.manual_seed(0)
+    model = build_classifier(cfg, num_classes=10, in_chans=1, mean=(0.0,), std=(1.0,), input_shape=(1, 16, 16))
+    assert optim_wrapper_cfg(cfg, model.policy)["paramwise_cfg"]["custom_keys"] == {
+        "policy.generator": {"lr_mult": 1.0}}
+    mine = {id(p) for p in model.policy.group_parameters()}
+    assert mine == {id(p) for p in model.policy.generator.parameters()}
+    assert not mine & {id(p) for p in model.policy.discriminator.parameters()}
+
+
+def test_picture_of_the_generated_mixes() -> None:
+    from mixbench.cli.visualize_model import reads_model, run_model_step
+
+    assert reads_model(AdaMixup())
+    step = run_model_step("adamixup", {"type": "adamixup"}, experiment=None, checkpoint=None, train_steps=1, n=6,
+                          seed=0)
+    lam = step.mixed.extras["lam"]
+    assert lam.shape == (3,) and bool(((lam > 0) & (lam < 1)).all())
+    torch.testing.assert_close(step.mixed.weights[0][:3], lam)
+
+
 @pytest.mark.parametrize("option,value", [("hidden", 0), ("hidden", 2.5), ("init_std", 0.0), ("partner", "ring")])
 def test_bad_options_name_the_key(option: str, value: object) -> None:
     with pytest.raises(ConfigError, match=f"^mixup.{option}: "):
