@@ -63,6 +63,12 @@ def test_half_the_batch_is_mixed(n: int, h: int) -> None:
     assert mixed_count(n) == h
 
 
+def test_mixing_before_setup_says_so() -> None:
+    x, y = batch_of(4)
+    with pytest.raises(RuntimeError, match="no generator yet"):
+        AdaMixup().mix(x, y, 10, ctx_of(0))
+
+
 def test_a_batch_of_one_is_refused() -> None:
     with pytest.raises(ValueError, match="at least 2 samples"):
         mixed_count(1)

@@ -171,6 +171,8 @@ class AdaMixup(LearnedMixer):
 
     def interval(self, inputs: Tensor, index: Tensor, gates: Tensor) -> tuple[Tensor, Tensor]:
         """(a, b) per anchor from the generator on ``g = (m₁⊙x[:h] + m₂⊙x[index]) / 2``."""
+        if self.generator is None:
+            raise RuntimeError("adamixup: the policy has no generator yet; build_classifier sets it up")
         h = index.shape[0]
         g = (gates[0].to(inputs.dtype) * inputs[:h] + gates[1].to(inputs.dtype) * inputs[index]) / 2.0
         abc = self.generator(g)
