@@ -17,7 +17,7 @@ from mixbench.config.compose import DEFAULT_CONFIGS
 from mixbench.errors import ConfigError
 from mixbench.registry import MIXUPS, build
 
-MODEL_READING = {"puzzlemix", "attentivemix", "snapmix", "alignmix", "comixup", "transmix", "tokenmix", "mixpro",
+MODEL_READING = {"adamixup", "puzzlemix", "attentivemix", "snapmix", "alignmix", "comixup", "transmix", "tokenmix", "mixpro",
                  "smmix"}
 
 
