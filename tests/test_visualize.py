@@ -17,8 +17,8 @@ from mixbench.config.compose import DEFAULT_CONFIGS
 from mixbench.errors import ConfigError
 from mixbench.registry import MIXUPS, build
 
-MODEL_READING = {"adamixup", "puzzlemix", "attentivemix", "snapmix", "alignmix", "comixup", "transmix", "tokenmix", "mixpro",
-                 "smmix"}
+MODEL_READING = {"puzzlemix", "attentivemix", "snapmix", "alignmix", "comixup", "transmix", "tokenmix", "mixpro",
+                 "smmix", "adamixup"}
 
 
 @pytest.mark.parametrize("name", sorted(MIXUPS.module_dict))
