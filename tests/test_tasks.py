@@ -13,6 +13,7 @@ from mixbench.config import load_config
 from mixbench.config.validate import config_hash
 from mixbench.errors import ConfigError
 from mixbench.mixups.base import MixContext, OneHotTargets
+from mixbench.mixups.learned.base import LearnedMixer
 from mixbench.models.classifier import MixClassifier, MixDataPreprocessor
 from mixbench.registry import BACKBONES, HEADS, LOSSES, MIXUPS, TASKS, build, import_components
 from mixbench.tasks.base import supports
@@ -27,8 +28,10 @@ OPTIONS = {
     "manifoldmix": {"layers": [1]},
     "cmixup": {"bandwidth": 0.5, "scope": "batch"},
 }
-# Policies that read the model (signals, attention, relabelling) are exercised with their own models elsewhere.
-MODEL_FREE = sorted(n for n, p in MIXUPS.module_dict.items() if not p.needs and not p.relabels and n != "rankmixup")
+# Policies that read the model (signals, attention, relabelling) and learned mixers (set up with the model's
+# context) are exercised with their own models elsewhere.
+MODEL_FREE = sorted(n for n, p in MIXUPS.module_dict.items()
+                    if not p.needs and not p.relabels and n != "rankmixup" and not issubclass(p, LearnedMixer))
 PAIRS = [(t, p) for t in sorted(TASKS.module_dict) for p in MODEL_FREE if supports(MIXUPS.get(p), t)]
 
 
