@@ -32,7 +32,7 @@ MODELS = {
     "r18": ({"type": "resnet18_cifar"}, 32, 3, 100, False),
     "deit_s": ({"type": "timm", "name": "deit_small_patch16_224"}, 224, 3, 100, True),
 }
-CNN_POLICIES = ["none", "mixup", "puzzlemix", "attentivemix", "snapmix", "alignmix", "comixup", "adautomix"]
+CNN_POLICIES = ["none", "mixup", "puzzlemix", "attentivemix", "snapmix", "alignmix", "comixup", "adautomix", "adamixup"]
 VIT_POLICIES = ["none", "mixup", "transmix", "tokenmix", "tokenmix_mixed", "mixpro", "smmix"]
 
 
@@ -60,7 +60,8 @@ def make_step(name: str, args, model_name: str, device: torch.device):
     policy = build(MIXUPS, policy_cfg(name, image), "mixup")
     learned = isinstance(policy, LearnedMixer)
     if learned:  # sub-networks from the model context, as build_classifier does
-        policy.setup(model_context(backbone, head, classes, (chans, image, image)))
+        policy.setup(model_context(backbone, head, classes, (chans, image, image),
+                                   new_backbone=lambda: build(BACKBONES, bb_cfg, "model.backbone", in_chans=chans)))
     loss = build(LOSSES, {"type": "soft_ce"}, "loss", num_classes=classes)
     pre = MixDataPreprocessor([127.5] * chans, [64.0] * chans)
     model = MixClassifier(backbone, head, policy, loss, classes, pre).to(device).train()

@@ -28,8 +28,8 @@ OPTIONS = {
     "manifoldmix": {"layers": [1]},
     "cmixup": {"bandwidth": 0.5, "scope": "batch"},
 }
-# Policies that read the model (signals, attention, relabelling) are exercised with their own models elsewhere, and
-# so are learned mixers (they need the model context).
+# Policies that read the model (signals, attention, relabelling) and learned mixers (set up with the model's
+# context) are exercised with their own models elsewhere.
 MODEL_FREE = sorted(n for n, p in MIXUPS.module_dict.items()
                     if not p.needs and not p.relabels and n != "rankmixup" and not issubclass(p, LearnedMixer))
 PAIRS = [(t, p) for t in sorted(TASKS.module_dict) for p in MODEL_FREE if supports(MIXUPS.get(p), t)]

@@ -139,7 +139,8 @@ def draw(x: torch.Tensor, batch, names: list[str], title: str, out: str, before=
     # a feature-level batch whose inputs are the originals (up to the de-normalisation's rounding)
     features_only = bool(batch.layer) and torch.allclose(batch.inputs[cols].float(), x[[r % n for r in cols]].float(),
                                                          atol=1e-4)
-    rows = [("original", [x[r % n] for r in cols]), ("partner", [x[partner_of(batch, r) % n] for r in cols]),
+    rows = [("original", [x[int(batch.indices[0][r]) % n] for r in cols]),  # each row's anchor
+            ("partner", [x[partner_of(batch, r) % n] for r in cols]),
             ("input (features mixed)" if features_only else "mixed", [mixed[r] for r in cols])]
     # a column wide enough for every image pixel to get at least one figure pixel (the axes take about
     # 85 % of a column after tight_layout), 2.2 in at the least so that the weight text fits

@@ -26,9 +26,11 @@ from mixbench.mixups.base import MixBatch, MixContext, MixPolicy
 
 
 def reads_model(policy: MixPolicy) -> bool:
-    """True when drawing ``policy`` needs a classifier: declared signals, a relabel step, or a feature-mixing
-    layer chosen from the backbone (AlignMix's ``mix_layer(model)``)."""
-    return bool(policy.needs) or bool(policy.relabels) or callable(getattr(policy, "mix_layer", None))
+    """True when drawing ``policy`` needs a classifier: declared signals, a relabel step, a feature-mixing
+    layer chosen from the backbone (AlignMix's ``mix_layer(model)``), or sub-networks of its own (a learned
+    mixer, an ``nn.Module``)."""
+    return (bool(policy.needs) or bool(policy.relabels) or callable(getattr(policy, "mix_layer", None))
+            or isinstance(policy, torch.nn.Module))
 
 
 def default_experiment(name: str, policy: MixPolicy) -> Path:
@@ -197,10 +199,12 @@ def run_model_step(name: str, policy_cfg: Mapping[str, Any], *, experiment: str 
     images, labels = pick_samples(val_set, n, cfg)
     model.train()  # a training step, as the runner calls it
     recorder = RecordingPolicy(model.policy)
+    del model.policy  # a module policy is a registered submodule, which only a module may replace
     model.policy = recorder
     model.reseed(seed, torch.device("cpu"))
     data = model.data_preprocessor({"inputs": images, "labels": labels}, True)
     model.loss(data["inputs"], data["labels"])
+    del model.policy
     model.policy = recorder.inner
     pre = model.data_preprocessor
     classes = list(getattr(val_set, "classes", None) or [str(c) for c in range(val_set.num_classes)])

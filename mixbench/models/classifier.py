@@ -184,7 +184,8 @@ def build_classifier(cfg: Mapping[str, Any], *, num_classes: int, in_chans: int,
     if isinstance(policy, LearnedMixer):
         if input_shape is None:
             raise ValueError("build_classifier: a learned mixer needs the input_shape (C, H, W)")
-        policy.setup(model_context(backbone, head, num_classes, input_shape))
+        policy.setup(model_context(backbone, head, num_classes, input_shape, new_backbone=lambda: build(
+            BACKBONES, model_cfg["backbone"], "model.backbone", source, in_chans=in_chans)))
     loss = build(LOSSES, cfg["loss"], "loss", source, num_classes=num_classes)
     pre = MixDataPreprocessor(mean, std, channels_last=cfg["runtime"]["channels_last"],
                               label_dtype=task.label_dtype)

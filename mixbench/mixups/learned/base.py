@@ -25,7 +25,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -47,6 +47,8 @@ class ModelContext:
         stage_channels: channels of each mix point's output, probed once by a no-grad forward.
         stage_sizes: (h, w) of each mix point's output.
         num_prefix_tokens: class/register tokens of a ViT backbone (0 for CNNs).
+        new_backbone: builds another backbone from the same config, with fresh weights (for a mixer with a trunk
+            of its own); ``None`` where the builder gave none.
     """
 
     num_classes: int
@@ -56,6 +58,7 @@ class ModelContext:
     stage_channels: tuple[int, ...]
     stage_sizes: tuple[tuple[int, int], ...]
     num_prefix_tokens: int = 0
+    new_backbone: Callable[[], nn.Module] | None = None
 
 
 @dataclass(frozen=True)
@@ -127,8 +130,8 @@ def probe_stages(backbone: nn.Module, input_shape: Sequence[int],
     return tuple(channels), tuple(sizes)
 
 
-def model_context(backbone: nn.Module, head: nn.Module, num_classes: int,
-                  input_shape: Sequence[int]) -> ModelContext:
+def model_context(backbone: nn.Module, head: nn.Module, num_classes: int, input_shape: Sequence[int],
+                  new_backbone: Callable[[], nn.Module] | None = None) -> ModelContext:
     """The :class:`ModelContext` of a backbone and head, with the stage shapes probed once."""
     if not callable(getattr(backbone, "mix_points", None)) or not backbone.mix_points():
         raise ConfigError(f"mixup.type: a learned mixer reads stage features; backbone {type(backbone).__name__} "
@@ -137,7 +140,8 @@ def model_context(backbone: nn.Module, head: nn.Module, num_classes: int,
     shape = tuple(int(v) for v in input_shape)
     channels, sizes = probe_stages(backbone, shape, prefix)
     return ModelContext(num_classes=int(num_classes), backbone=backbone, head=head, input_shape=shape,
-                        stage_channels=channels, stage_sizes=sizes, num_prefix_tokens=prefix)
+                        stage_channels=channels, stage_sizes=sizes, num_prefix_tokens=prefix,
+                        new_backbone=new_backbone)
 
 
 def cosine_anneal(start: float, end: float, fraction: float) -> float:
