@@ -2,9 +2,14 @@
 
 Builds mixbench's classifier (``mixbench.models.classifier``) once per policy with identical initial weights,
 runs ``--warmup`` untimed steps then ``--steps`` timed ones on one fixed random batch, and prints the median
-step time, its ratio to ``none`` and the peak-memory ratio (CUDA: ``max_memory_allocated``; CPU: not measured).
+step time, its ratio to ``none`` and the peak-memory ratio (CUDA: ``max_memory_allocated``; CPU: the growth of
+the process's peak resident set over the steps, measured in a fresh process per policy, so only a rough
+figure: the CPU allocator caches and reuses blocks).
 
-    python benchmarks/step_speed.py --device cpu --model cnn --batch 64 --csv benchmarks/results/step_speed_cpu.csv
+Learned mixers (``LEARNED``: AutoMix, SAMix; add a new one there) are set up through the real build path
+(``policy.setup(model_context(...))``) and get their per-iteration callbacks around each step.
+
+    python benchmarks/step_speed.py --device cpu --model all --batch 64 --csv benchmarks/results/step_speed_cpu.csv
     python benchmarks/step_speed.py --device cuda --model r18 --batch 100      # CIFAR ResNet-18
     python benchmarks/step_speed.py --device cuda --model deit_s --batch 100   # DeiT-S at 224
 """
@@ -13,12 +18,15 @@ from __future__ import annotations
 
 import argparse
 import csv
+import resource
 import statistics
+import subprocess
 import sys
 import time
 
 import torch
 
+from mixbench.mixups.learned.base import LearnedMixer, Progress, model_context
 from mixbench.models.classifier import MixClassifier, MixDataPreprocessor
 from mixbench.registry import BACKBONES, HEADS, LOSSES, MIXUPS, build, import_components
 
@@ -30,7 +38,8 @@ MODELS = {
     "r18": ({"type": "resnet18_cifar"}, 32, 3, 100, False),
     "deit_s": ({"type": "timm", "name": "deit_small_patch16_224"}, 224, 3, 100, True),
 }
-CNN_POLICIES = ["none", "mixup", "puzzlemix", "attentivemix", "snapmix", "alignmix", "comixup"]
+LEARNED = ["automix", "samix"]
+CNN_POLICIES = ["none", "mixup", "puzzlemix", "attentivemix", "snapmix", "alignmix", "comixup", *LEARNED]
 VIT_POLICIES = ["none", "mixup", "transmix", "tokenmix", "tokenmix_mixed", "mixpro", "smmix"]
 
 
@@ -44,6 +53,8 @@ def policy_cfg(name: str, image: int) -> dict:
         cfg["mask_patch_size"] = 8
     if name == "puzzlemix" and image < 32:
         cfg["blocks"] = [2, 4, 8]
+    if name in LEARNED and image < 32:
+        cfg["mask_layer"] = 1  # the digits CNN's 8x8 stage (configs/digits/automix.yaml)
     return cfg
 
 
@@ -54,10 +65,13 @@ def make_step(name: str, args, model_name: str, device: torch.device):
     backbone = build(BACKBONES, bb_cfg, "model.backbone", in_chans=chans)
     head = build(HEADS, {"type": "linear"}, "model.head", in_features=backbone.num_features, num_classes=classes)
     policy = build(MIXUPS, policy_cfg(name, image), "mixup")
+    learned = isinstance(policy, LearnedMixer)
+    if learned:
+        policy.setup(model_context(backbone, head, classes, (chans, image, image)))
     loss = build(LOSSES, {"type": "soft_ce"}, "loss", num_classes=classes)
     pre = MixDataPreprocessor([127.5] * chans, [64.0] * chans)
     model = MixClassifier(backbone, head, policy, loss, classes, pre).to(device).train()
-    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-3, momentum=0.9)
     gen = torch.Generator().manual_seed(0)
     x = torch.randint(0, 256, (args.batch, chans, image, image), generator=gen, dtype=torch.uint8)
     y = torch.randint(0, classes, (args.batch,), generator=gen)
@@ -65,11 +79,15 @@ def make_step(name: str, args, model_name: str, device: torch.device):
 
     def step(i: int) -> None:
         model.progress = {"epoch": 0, "iter": i, "progress": 0.5}
+        if learned:
+            policy.before_iter(Progress(i, 2 * i + 2))
         losses = model.loss(data["inputs"], data["labels"])
         total = sum(losses.values())
         opt.zero_grad(set_to_none=True)
         total.backward()
         opt.step()
+        if learned:
+            policy.after_step(Progress(i, 2 * i + 2), model)
 
     return step
 
@@ -86,7 +104,8 @@ def time_policies(names: list[str], args, model_name: str, device: torch.device)
         for i in range(args.warmup):
             step(i)
         sync()
-        peaks[name] = float(torch.cuda.max_memory_allocated()) if device.type == "cuda" else float("nan")
+        peaks[name] = float(torch.cuda.max_memory_allocated()) if device.type == "cuda" else cpu_peak(name, args,
+                                                                                                    model_name)
     times = {name: [] for name in names}
     for i in range(args.steps):
         for name, step in steps.items():
@@ -98,6 +117,23 @@ def time_policies(names: list[str], args, model_name: str, device: torch.device)
     return {name: (statistics.median(times[name]), peaks[name]) for name in names}
 
 
+def rss_growth(name: str, args, model_name: str) -> float:
+    """Growth of this process's peak resident set (bytes) over ``--warmup`` steps of ``name`` on the CPU."""
+    step = make_step(name, args, model_name, torch.device("cpu"))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    for i in range(args.warmup):
+        step(i)
+    return float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024  # ru_maxrss is in KiB
+
+
+def cpu_peak(name: str, args, model_name: str) -> float:
+    """:func:`rss_growth` measured in a fresh process (a process's peak only grows)."""
+    cmd = [sys.executable, __file__, "--rss-of", name, "--model", model_name, "--batch", str(args.batch),
+           "--warmup", str(args.warmup)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -107,7 +143,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--policies", default=None, help="comma list (default: none, mixup and the model's policies)")
     ap.add_argument("--csv", default=None)
+    ap.add_argument("--rss-of", default=None, help=argparse.SUPPRESS)  # child of cpu_peak
     args = ap.parse_args(argv)
+    if args.rss_of:
+        print(rss_growth(args.rss_of, args, args.model))
+        return 0
     device = torch.device(args.device)
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     models = ["cnn", "vit_digits"] if args.model == "all" else [args.model]
@@ -121,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
             rows.append({"device": str(device), "device_name": device_name, "model": model_name, "batch": args.batch, "policy": name,
                          "step_ms": round(t * 1000, 2),
                          "ratio_to_none": round(t / base_t, 3) if base_t else float("nan"),
-                         "peak_mem_ratio": round(m / base_m, 3) if base_m and base_m == base_m else float("nan")})
+                         "peak_mem_ratio": round(m / base_m, 3) if base_m and base_m == base_m else float("nan"),
+                         "peak_mem_mib": round(m / 2**20, 1)})
             print(rows[-1], file=sys.stderr, flush=True)
     w = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]))
     w.writeheader()
