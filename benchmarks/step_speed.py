@@ -2,9 +2,9 @@
 
 Builds mixbench's classifier (``mixbench.models.classifier``) once per policy with identical initial weights,
 runs ``--warmup`` untimed steps then ``--steps`` timed ones on one fixed random batch, and prints the median
-step time, its ratio to ``none`` and the peak-memory ratio (CUDA: ``max_memory_allocated``; CPU: the growth of
-the process's peak resident set over the steps, measured in a fresh process per policy, so only a rough
-figure: the CPU allocator caches and reuses blocks).
+step time, its ratio to ``none`` and the peak-memory ratio (CUDA: ``max_memory_allocated``; CPU: not measured,
+torch has no CPU allocator statistics and the process's peak resident set is reached while building, not
+stepping, at these sizes).
 
 Learned mixers (``LEARNED``: AutoMix, SAMix; add a new one there) are set up through the real build path
 (``policy.setup(model_context(...))``) and get their per-iteration callbacks around each step.
@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import argparse
 import csv
-import resource
 import statistics
-import subprocess
 import sys
 import time
 
@@ -104,8 +102,7 @@ def time_policies(names: list[str], args, model_name: str, device: torch.device)
         for i in range(args.warmup):
             step(i)
         sync()
-        peaks[name] = float(torch.cuda.max_memory_allocated()) if device.type == "cuda" else cpu_peak(name, args,
-                                                                                                    model_name)
+        peaks[name] = float(torch.cuda.max_memory_allocated()) if device.type == "cuda" else float("nan")
     times = {name: [] for name in names}
     for i in range(args.steps):
         for name, step in steps.items():
@@ -117,23 +114,6 @@ def time_policies(names: list[str], args, model_name: str, device: torch.device)
     return {name: (statistics.median(times[name]), peaks[name]) for name in names}
 
 
-def rss_growth(name: str, args, model_name: str) -> float:
-    """Growth of this process's peak resident set (bytes) over ``--warmup`` steps of ``name`` on the CPU."""
-    step = make_step(name, args, model_name, torch.device("cpu"))
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    for i in range(args.warmup):
-        step(i)
-    return float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024  # ru_maxrss is in KiB
-
-
-def cpu_peak(name: str, args, model_name: str) -> float:
-    """:func:`rss_growth` measured in a fresh process (a process's peak only grows)."""
-    cmd = [sys.executable, __file__, "--rss-of", name, "--model", model_name, "--batch", str(args.batch),
-           "--warmup", str(args.warmup)]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
-    return float(out.stdout.strip().splitlines()[-1])
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -143,11 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--policies", default=None, help="comma list (default: none, mixup and the model's policies)")
     ap.add_argument("--csv", default=None)
-    ap.add_argument("--rss-of", default=None, help=argparse.SUPPRESS)  # child of cpu_peak
     args = ap.parse_args(argv)
-    if args.rss_of:
-        print(rss_growth(args.rss_of, args, args.model))
-        return 0
     device = torch.device(args.device)
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     models = ["cnn", "vit_digits"] if args.model == "all" else [args.model]
