@@ -2,9 +2,14 @@
 
 Builds mixbench's classifier (``mixbench.models.classifier``) once per policy with identical initial weights,
 runs ``--warmup`` untimed steps then ``--steps`` timed ones on one fixed random batch, and prints the median
-step time, its ratio to ``none`` and the peak-memory ratio (CUDA: ``max_memory_allocated``; CPU: not measured).
+step time, its ratio to ``none`` and the peak-memory ratio (CUDA: ``max_memory_allocated``; CPU: not measured,
+torch has no CPU allocator statistics and the process's peak resident set is reached while building, not
+stepping, at these sizes).
 
-    python benchmarks/step_speed.py --device cpu --model cnn --batch 64 --csv benchmarks/results/step_speed_cpu.csv
+Learned mixers (``LEARNED``: AutoMix, SAMix, AdAutoMix, AdaMixup; add a new one there) are set up through the real build path
+(``policy.setup(model_context(...))``) and get their per-iteration callbacks around each step.
+
+    python benchmarks/step_speed.py --device cpu --model all --batch 64 --csv benchmarks/results/step_speed_cpu.csv
     python benchmarks/step_speed.py --device cuda --model r18 --batch 100      # CIFAR ResNet-18
     python benchmarks/step_speed.py --device cuda --model deit_s --batch 100   # DeiT-S at 224
 """
@@ -32,7 +37,8 @@ MODELS = {
     "r18": ({"type": "resnet18_cifar"}, 32, 3, 100, False),
     "deit_s": ({"type": "timm", "name": "deit_small_patch16_224"}, 224, 3, 100, True),
 }
-CNN_POLICIES = ["none", "mixup", "puzzlemix", "attentivemix", "snapmix", "alignmix", "comixup", "adautomix", "adamixup"]
+LEARNED = ["automix", "samix", "adautomix", "adamixup"]
+CNN_POLICIES = ["none", "mixup", "puzzlemix", "attentivemix", "snapmix", "alignmix", "comixup", *LEARNED]
 VIT_POLICIES = ["none", "mixup", "transmix", "tokenmix", "tokenmix_mixed", "mixpro", "smmix"]
 
 
@@ -46,8 +52,8 @@ def policy_cfg(name: str, image: int) -> dict:
         cfg["mask_patch_size"] = 8
     if name == "puzzlemix" and image < 32:
         cfg["blocks"] = [2, 4, 8]
-    if name == "adautomix" and image < 32:
-        cfg["mask_layer"] = 1  # configs/digits/adautomix.yaml: the 8x8 stage of the digits CNN
+    if name in ("automix", "samix", "adautomix") and image < 32:
+        cfg["mask_layer"] = 1  # the digits CNN's 8x8 stage (configs/digits/automix.yaml, adautomix.yaml)
     return cfg
 
 
@@ -65,7 +71,7 @@ def make_step(name: str, args, model_name: str, device: torch.device):
     loss = build(LOSSES, {"type": "soft_ce"}, "loss", num_classes=classes)
     pre = MixDataPreprocessor([127.5] * chans, [64.0] * chans)
     model = MixClassifier(backbone, head, policy, loss, classes, pre).to(device).train()
-    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-3, momentum=0.9)
     gen = torch.Generator().manual_seed(0)
     x = torch.randint(0, 256, (args.batch, chans, image, image), generator=gen, dtype=torch.uint8)
     y = torch.randint(0, classes, (args.batch,), generator=gen)
@@ -73,6 +79,8 @@ def make_step(name: str, args, model_name: str, device: torch.device):
 
     def step(i: int) -> None:
         model.progress = {"epoch": 0, "iter": i, "progress": 0.5}
+        if learned:
+            policy.before_iter(Progress(i, 2 * i + 2))
         losses = model.loss(data["inputs"], data["labels"])
         total = sum(losses.values())
         opt.zero_grad(set_to_none=True)
@@ -131,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
             rows.append({"device": str(device), "device_name": device_name, "model": model_name, "batch": args.batch, "policy": name,
                          "step_ms": round(t * 1000, 2),
                          "ratio_to_none": round(t / base_t, 3) if base_t else float("nan"),
-                         "peak_mem_ratio": round(m / base_m, 3) if base_m and base_m == base_m else float("nan")})
+                         "peak_mem_ratio": round(m / base_m, 3) if base_m and base_m == base_m else float("nan"),
+                         "peak_mem_mib": round(m / 2**20, 1)})
             print(rows[-1], file=sys.stderr, flush=True)
     w = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]))
     w.writeheader()

@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from mixbench.engine.builder import optim_wrapper_cfg
 from mixbench.mixups.learned.base import (
     MomentumEncoder,
     Progress,
@@ -82,3 +83,14 @@ def test_momentum_encoder_is_a_frozen_copy_and_follows_by_ema() -> None:
     enc.update(backbone, head, 0.9)
     for new, k, q in zip(enc.parameters(), old, online):
         torch.testing.assert_close(new, 0.9 * k + 0.1 * q)
+def test_mixer_group_is_a_custom_key_only_when_configured() -> None:
+    from mixbench.mixups.learned.automix import AutoMix
+
+    cfg = {"schedule": {"optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4, "nesterov": False,
+                        "clip_grad": None, "no_decay_norm_bias": False}, "runtime": {"amp": "off"}}
+    assert "paramwise_cfg" not in optim_wrapper_cfg(cfg, AutoMix())
+    with_group = optim_wrapper_cfg(cfg, AutoMix(lr=0.1, min_lr=0.001))
+    assert with_group["paramwise_cfg"]["custom_keys"] == {"policy.mixblock": {"lr_mult": 1.0}}
+    mixer = AutoMix(lr=0.1, min_lr=0.001, weight_decay=0.0)
+    assert mixer.group_options(Progress(50, 100)) == pytest.approx({"lr": 0.0505, "weight_decay": 0.0})
+    assert AutoMix(lr=0.2).group_options(Progress(70, 100)) == {"lr": 0.2}  # no min_lr: constant

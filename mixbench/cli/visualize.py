@@ -23,9 +23,11 @@ import torch
 import torch.nn.functional as F
 import yaml
 
+from mixbench.cli.visualize_learned import draw_learned, learned_picture
 from mixbench.cli.visualize_model import reads_model, run_model_step
 from mixbench.errors import ConfigError
 from mixbench.mixups.base import MixContext
+from mixbench.mixups.learned.base import LearnedMixer
 from mixbench.registry import MIXUPS, build
 
 # Natural photos in scikit-image's own data folder (no download): the astronaut, a coffee cup, a cat, a
@@ -190,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checkpoint", help="model-reading policies: weights to load instead of training briefly")
     p.add_argument("--train-steps", type=int, default=300,
                    help="model-reading policies without --checkpoint: clean training steps before drawing")
+    p.add_argument("--learned-steps", type=int, default=200,
+                   help="learned mixers: training steps between the start and the end pictures of the masks")
     p.add_argument("--out", help="output PNG (default mixup_<NAME>.png)")
     args = p.parse_args(argv)
     if args.reliability:
@@ -213,6 +217,14 @@ def main(argv: list[str] | None = None) -> int:
     opts = ", ".join(f"{k}={v}" for k, v in cfg.items() if k != "type")
     out = args.out or f"mixup_{args.mixup}.png"
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    if isinstance(policy, LearnedMixer):
+        if args.learned_steps < 0:
+            raise ConfigError(f"--learned-steps {args.learned_steps}: expected a number of steps ≥ 0")
+        pic = learned_picture(args.mixup, cfg, experiment=args.model, steps=args.learned_steps, n=args.n,
+                              seed=args.seed)
+        draw_learned(pic, f"{args.mixup}({opts})\nmodel: {pic.about}", out)
+        print(out)
+        return 0
     if reads_model(policy) or args.model or args.checkpoint:
         step = run_model_step(args.mixup, cfg, experiment=args.model, checkpoint=args.checkpoint,
                               train_steps=args.train_steps, n=args.n, seed=args.seed)

@@ -23,14 +23,14 @@ from torch import Tensor
 
 from mixbench.config.compose import DEFAULT_CONFIGS
 from mixbench.mixups.base import MixBatch, MixContext, MixPolicy
+from mixbench.mixups.learned.base import LearnedMixer
 
 
 def reads_model(policy: MixPolicy) -> bool:
     """True when drawing ``policy`` needs a classifier: declared signals, a relabel step, a feature-mixing
-    layer chosen from the backbone (AlignMix's ``mix_layer(model)``), or sub-networks of its own (a learned
-    mixer, an ``nn.Module``)."""
+    layer chosen from the backbone (AlignMix's ``mix_layer(model)``), or a learned mixer."""
     return (bool(policy.needs) or bool(policy.relabels) or callable(getattr(policy, "mix_layer", None))
-            or isinstance(policy, torch.nn.Module))
+            or isinstance(policy, LearnedMixer))
 
 
 def default_experiment(name: str, policy: MixPolicy) -> Path:
