@@ -29,3 +29,9 @@ def env(**extra: str | None) -> dict:
 def run_cli(args: list[str], cwd: Path, timeout: float = 300, **extra: str | None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, TRAIN, *args], cwd=cwd, env=env(**extra), capture_output=True,
                           text=True, timeout=timeout)
+
+
+def killed_run(args: list[str], cwd: Path, epoch: int, timeout: float = 600) -> subprocess.CompletedProcess:
+    """``tools/train.py args`` killed by SIGKILL in the middle of ``epoch`` (0-based; ``tests/_die_at_iter.py``)."""
+    return subprocess.run([sys.executable, str(ROOT / "tests" / "_die_at_iter.py"), *args], cwd=cwd,
+                          env=env(DIE_IN_EPOCH=str(epoch)), capture_output=True, text=True, timeout=timeout)

@@ -7,16 +7,14 @@ from __future__ import annotations
 import glob
 import json
 import math
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
-from _spine import ROOT, TINY, TRAIN, env, run_cli
+from _spine import ROOT, TINY, env, killed_run, run_cli
 
 from mixbench.config import load_config
 from mixbench.engine import compat
@@ -353,17 +351,8 @@ def test_sigkill_then_rerun_is_bit_identical(tmp_path: Path) -> None:
     ref = run_cli([*args, f"work_dir={tmp_path / 'ref'}"], ROOT, timeout=900)
     assert ref.returncode == 0, ref.stderr[-2000:]
     wd = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, TRAIN, *args, f"work_dir={wd}"], cwd=ROOT, env=env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 600
-    while not glob.glob(str(wd / "digits" / "*" / "epoch_1.pth")) and time.time() < deadline:
-        if proc.poll() is not None:
-            break
-        time.sleep(0.05)
-    assert proc.poll() is None, "the run ended before it could be killed; make it longer"
-    time.sleep(0.5)  # into epoch 2, past the checkpoint write
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    killed = killed_run([*args, f"work_dir={wd}"], ROOT, epoch=1)  # mid epoch 2, after epoch_1.pth
+    assert killed.returncode == -9, killed.stderr[-2000:]
     (run_dir,) = [Path(p) for p in glob.glob(str(wd / "digits" / "*"))]
     assert not (run_dir / "epoch_3.pth").exists()
     again = run_cli([*args, f"work_dir={wd}"], ROOT, timeout=900)
