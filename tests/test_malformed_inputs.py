@@ -241,7 +241,11 @@ def test_component_option_ranges(base, option: str) -> None:
 # would otherwise conflict with (min ≤ max, a mode that the value turns off).
 REQUIRED = {"switch": {"policies": [{"type": "mixup"}, {"type": "cutmix"}]}}
 COMPANIONS = {("smmix", "min_side_ratio"): {"max_side_ratio": 1.0}, ("resizemix", "alpha"): {"use_alpha": False},
-              ("timm_mix", "mixup_alpha"): {"cutmix_alpha": 1.0}, ("cmixup", "prob"): {"scope": "batch"}}
+              ("timm_mix", "mixup_alpha"): {"cutmix_alpha": 1.0}, ("cmixup", "prob"): {"scope": "batch"},
+              # learned mixers: the end momentum may not be below the start; min_lr ends the group's own lr
+              **{(m, "end_momentum"): {"momentum": 0.0} for m in ("automix", "samix", "adautomix")},
+              **{(m, "momentum"): {"end_momentum": 1.0} for m in ("automix", "samix", "adautomix")},
+              **{(m, "min_lr"): {"lr": 0.1} for m in ("automix", "samix", "adautomix", "adamixup")}}
 # Options without a default whose value is a list: how many numbers a value of theirs holds.
 LIST_LENGTHS = {"mean": 3, "std": 3, "cutmix_minmax": 2, "probs": 2}
 

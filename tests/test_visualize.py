@@ -19,7 +19,7 @@ from mixbench.errors import ConfigError
 from mixbench.registry import MIXUPS, build
 
 MODEL_READING = {"puzzlemix", "attentivemix", "snapmix", "alignmix", "comixup", "transmix", "tokenmix", "mixpro",
-                 "smmix", "automix", "samix", "adamixup"}
+                 "smmix", "automix", "samix", "adautomix", "adamixup"}
 
 
 @pytest.mark.parametrize("name", sorted(MIXUPS.module_dict))

@@ -37,6 +37,7 @@ from torch import Tensor, nn
 from mixbench.mixups.base import MixBatch, MixContext, OneHotTargets, expand_as, positive
 from mixbench.mixups.learned.base import LearnedMixer, ModelContext
 from mixbench.models.heads import pool_features
+from mixbench.ranges import COUNT, POSITIVE
 from mixbench.registry import MIXUPS
 
 
@@ -140,6 +141,7 @@ class AdaMixup(LearnedMixer):
     """
 
     group_module = "generator"
+    ranges = {"hidden": COUNT, "init_std": POSITIVE}
 
     def __init__(self, hidden: int = 100, init_std: float = 1e-3, partner: str = "perm", *,
                  lr: float | None = None, min_lr: float | None = None, weight_decay: float | None = None):

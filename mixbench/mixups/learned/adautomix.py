@@ -71,6 +71,7 @@ from mixbench.errors import ConfigError
 from mixbench.mixups.base import MixBatch, MixContext, OneHotTargets, identity_batch, sample_beta
 from mixbench.mixups.learned.adaptive_mask import UPSAMPLING, AdaptiveMask
 from mixbench.mixups.learned.base import LearnedMixer, ModelContext, MomentumEncoder, ema_momentum
+from mixbench.ranges import COUNT, UNIT, Range
 from mixbench.registry import MIXUPS
 
 COSINE = ("distance", "similarity")
@@ -169,6 +170,9 @@ class AdAutoMix(LearnedMixer):
     """
 
     group_module = "generator"
+    ranges = {"mix_samples": Range(2), "mask_layer": Range(0), "lam_margin": Range(0, 0.5), "mixup_radio": UNIT,
+              "beta_radio": UNIT, "adv_interval": Range(0), "momentum": UNIT, "end_momentum": UNIT,
+              "momentum_hold": UNIT, "reduction": COUNT}
 
     def __init__(self, alpha: float = 1.0, partner: str = "perm", mix_samples: int = 3, is_random: bool = False,
                  mask_layer: int = 2, lam_margin: float = 0.03, mixup_radio: float = 0.5, beta_radio: float = 0.3,

@@ -45,6 +45,7 @@ from mixbench.errors import ConfigError
 from mixbench.mixups.base import MixBatch, MixContext, identity_batch, non_negative, pair_batch, sample_beta
 from mixbench.mixups.learned.base import LearnedMixer, ModelContext, MomentumEncoder, cosine_anneal, ema_momentum
 from mixbench.mixups.learned.mixblock import MASK_LOSSES, UPSAMPLING, VALUE_NETS, PixelMixBlock, mask_loss
+from mixbench.ranges import COUNT, NON_NEGATIVE, UNIT, Range
 from mixbench.registry import MIXUPS
 
 
@@ -99,6 +100,11 @@ class AutoMix(LearnedMixer):
         neg_weight: η of the momentum branch's cross-entropy (1: plain soft CE).
         lr, min_lr, weight_decay: the MixBlock's own optimiser group (``None``: the main group).
     """
+
+    ranges = {"mask_layer": Range(0), "reduction": COUNT, "value_hidden": COUNT, "mask_loss": NON_NEGATIVE,
+              "mask_loss_end": NON_NEGATIVE, "mask_loss_margin": UNIT, "lam_margin": Range(0, 0.5),
+              "mask_adjust": UNIT, "momentum": UNIT, "end_momentum": UNIT, "momentum_hold": UNIT, "neg_weight": UNIT,
+              "lam_mul": UNIT, "lam_mul_k": Range(hi=10)}  # lam_mul_k < 0: off
 
     def __init__(self, alpha: float = 2.0, partner: str = "perm", mask_layer: int = 2, mask_loss: float = 0.1,
                  mask_loss_end: float | None = None, mask_loss_mode: str = "L1", mask_loss_margin: float = 0.1,

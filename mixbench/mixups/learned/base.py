@@ -33,6 +33,7 @@ from torch import Tensor, nn
 from mixbench.errors import ConfigError
 from mixbench.mixups.base import MixBatch, MixContext, MixPolicy, non_negative, positive
 from mixbench.models.signals import module_mode, tokens_to_map
+from mixbench.ranges import NON_NEGATIVE, POSITIVE
 
 
 @dataclass(frozen=True)
@@ -212,6 +213,7 @@ class LearnedMixer(MixPolicy, nn.Module):
     """
 
     group_module: str = "mixblock"
+    ranges = {"alpha": POSITIVE, "lr": POSITIVE, "min_lr": NON_NEGATIVE, "weight_decay": NON_NEGATIVE}
 
     def __init__(self, alpha: float = 1.0, partner: str = "perm", *, lr: float | None = None,
                  min_lr: float | None = None, weight_decay: float | None = None):
