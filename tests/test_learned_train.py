@@ -142,8 +142,8 @@ def test_torchrun_training_with_a_learned_mixer(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("override,needle", [
     ("mixup.mask_layer=3", "mixup.mask_layer: 3 is not a mix point of the backbone (it has 3"),
-    ("mixup.lam_margin=0.7", "mixup.lam_margin: expected a value in [0.0, 0.5]"),
-    ("mixup.momentum=1.5", "mixup.momentum: expected a value in [0.0, 1.0]"),
+    ("mixup.lam_margin=0.7", "mixup.lam_margin=0.7: expected a value in [0, 0.5]"),
+    ("mixup.momentum=1.5", "mixup.momentum=1.5: expected a value in [0, 1]"),
     ("mixup.min_lr=0.01", "mixup.min_lr: set lr too"),
     ("mixup.upsampling=area", "mixup.upsampling: expected one of nearest, bilinear, bicubic"),
     ("mixup.mask_loss_mode=L2", "mixup.mask_loss_mode: expected one of L1, L1+Variance"),
