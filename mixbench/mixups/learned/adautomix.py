@@ -67,7 +67,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mixbench.errors import ConfigError
 from mixbench.mixups.base import MixBatch, MixContext, OneHotTargets, identity_batch, sample_beta
 from mixbench.mixups.learned.adaptive_mask import UPSAMPLING, AdaptiveMask
 from mixbench.mixups.learned.base import LearnedMixer, ModelContext, MomentumEncoder, ema_momentum
@@ -204,18 +203,10 @@ class AdAutoMix(LearnedMixer):
         self.mask_size: tuple[int, int] = (0, 0)
 
     # -- set-up ---------------------------------------------------------------------------------------------------
-    def check_mix_points(self, count: int) -> None:
-        if not self.mask_layer < count:
-            raise ValueError(f"mask_layer: {self.mask_layer} is not a mix point of the backbone (it has {count}: "
-                             f"0..{count - 1})")
-
     def build(self, context: ModelContext) -> None:
-        try:
-            self.check_mix_points(len(context.stage_channels))
-        except ValueError as exc:
-            raise ConfigError(f"mixup.{exc}") from None
+        width = self.mask_stage_width(context)
         self.mask_size = tuple(context.input_shape[1:])
-        self.generator = AdaptiveMask(context.stage_channels[self.mask_layer], **self.generator_options)
+        self.generator = AdaptiveMask(width, **self.generator_options)
         self.encoder_k = MomentumEncoder(context.backbone, context.head, context.num_prefix_tokens)
 
     # -- randomness -----------------------------------------------------------------------------------------------

@@ -41,7 +41,6 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from mixbench.errors import ConfigError
 from mixbench.mixups.base import MixBatch, MixContext, identity_batch, non_negative, pair_batch, sample_beta
 from mixbench.mixups.learned.base import LearnedMixer, ModelContext, MomentumEncoder, cosine_anneal, ema_momentum
 from mixbench.mixups.learned.mixblock import MASK_LOSSES, UPSAMPLING, VALUE_NETS, PixelMixBlock, mask_loss
@@ -146,18 +145,10 @@ class AutoMix(LearnedMixer):
         self.mask_size: tuple[int, int] = (0, 0)
 
     # -- set-up ---------------------------------------------------------------------------------------------------
-    def check_mix_points(self, count: int) -> None:
-        if not self.mask_layer < count:
-            raise ValueError(f"mask_layer: {self.mask_layer} is not a mix point of the backbone (it has {count}: "
-                             f"0..{count - 1})")
-
     def build(self, context: ModelContext) -> None:
-        try:
-            self.check_mix_points(len(context.stage_channels))
-        except ValueError as exc:
-            raise ConfigError(f"mixup.{exc}") from None
+        width = self.mask_stage_width(context)
         self.mask_size = tuple(context.input_shape[1:])
-        self.mixblock = PixelMixBlock(context.stage_channels[self.mask_layer], **self.block_options)
+        self.mixblock = PixelMixBlock(width, **self.block_options)
         self.encoder_k = MomentumEncoder(context.backbone, context.head, context.num_prefix_tokens)
 
     # -- masks ----------------------------------------------------------------------------------------------------

@@ -237,9 +237,23 @@ class LearnedMixer(MixPolicy, nn.Module):
         raise NotImplementedError
 
     def check_mix_points(self, count: int) -> None:
-        """Raise ``ValueError("<option>: ...")`` unless a backbone with ``count`` mix points can serve."""
+        """Raise ``ValueError("<option>: ...")`` unless a backbone with ``count`` mix points can serve (and has
+        the ``mask_layer`` stage, for a mixer that reads one)."""
         if count < 1:
             raise ValueError("type: a learned mixer reads stage features; the backbone has no mix points")
+        layer = getattr(self, "mask_layer", None)
+        if layer is not None and not layer < count:
+            raise ValueError(f"mask_layer: {layer} is not a mix point of the backbone (it has {count}: "
+                             f"0..{count - 1})")
+
+    def mask_stage_width(self, context: ModelContext) -> int:
+        """Channels of the ``mask_layer`` stage the mixer reads; a one-line config error when the backbone
+        lacks it."""
+        try:
+            self.check_mix_points(len(context.stage_channels))
+        except ValueError as exc:
+            raise ConfigError(f"mixup.{exc}") from None
+        return context.stage_channels[self.mask_layer]
 
     def before_iter(self, progress: Progress) -> None:
         """Called before every training iteration; the default keeps ``progress`` for the step."""
