@@ -151,12 +151,7 @@ def draw(x: torch.Tensor, batch, names: list[str], title: str, out: str, before=
     for r, (label, imgs) in enumerate(rows):
         for c, img in enumerate(imgs):
             ax = axes[r][c]
-            img = img.detach().float().clamp(0, 1)
-            if img.shape[0] == 1:
-                ax.imshow(img[0].numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-            else:
-                ax.imshow(img.permute(1, 2, 0).numpy(), interpolation="nearest")
-            ax.set_xticks([]), ax.set_yticks([])
+            show_image(ax, img)
             if c == 0:
                 ax.set_ylabel(label, fontsize=11)
             if r == 2:
@@ -165,12 +160,28 @@ def draw(x: torch.Tensor, batch, names: list[str], title: str, out: str, before=
         title += f"\n(features mixed after stage {batch.layer}"
         title += "; inputs unchanged)" if features_only else "; this batch took the input branch)"
     fig.suptitle("\n".join(line for part in title.split("\n") for line in textwrap.wrap(part, 90)), fontsize=10)
+    save_png(fig, out)
+
+
+def show_image(ax, img: torch.Tensor) -> None:
+    """One (C, H, W) image in [0, 1] in a gallery cell, grey for one channel, without ticks."""
+    img = img.detach().float().clamp(0, 1)
+    if img.shape[0] == 1:
+        ax.imshow(img[0].numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    else:
+        ax.imshow(img.permute(1, 2, 0).numpy(), interpolation="nearest")
+    ax.set_xticks([]), ax.set_yticks([])
+
+
+def save_png(fig, out: str) -> None:
+    """Lay out, write and close a gallery figure; a 256-colour palette keeps the committed gallery small."""
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, dpi=DPI, format="png")
     plt.close(fig)
-    # a 256-colour palette keeps the committed gallery small
-    from PIL import Image
     Image.open(buf).convert("RGB").quantize(256).save(out, optimize=True)
 
 

@@ -10,7 +10,6 @@ partners before and after.
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -121,7 +120,7 @@ def draw_learned(pic: LearnedPicture, title: str, out: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from mixbench.cli.visualize import DPI
+    from mixbench.cli.visualize import DPI, save_png, show_image
 
     n = pic.images.shape[0]
     partner = pic.start.indices[1]
@@ -133,22 +132,12 @@ def draw_learned(pic: LearnedPicture, title: str, out: str) -> None:
     fig, axes = plt.subplots(len(rows), n, figsize=(cell * n, cell * len(rows) + 0.8), squeeze=False)
     for r, (label, imgs) in enumerate(rows):
         for c in range(n):
-            img = imgs[c].detach().float().clamp(0, 1)
             ax = axes[r][c]
-            if img.shape[0] == 1:
-                ax.imshow(img[0].numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-            else:
-                ax.imshow(img.permute(1, 2, 0).numpy(), interpolation="nearest")
-            ax.set_xticks([]), ax.set_yticks([])
+            show_image(ax, imgs[c])
             if c == 0:
                 ax.set_ylabel(label, fontsize=9)
             if r == len(rows) - 1:
                 area = "" if pic.end.mask is None else f"\nanchor area {float(pic.end.mask[c].mean()):.2f}"
                 ax.set_xlabel(f"λ {float(pic.end.weights[0][c]):.2f}{area}", fontsize=8)
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, dpi=DPI, format="png")
-    plt.close(fig)
-    from PIL import Image
-    Image.open(buf).convert("RGB").quantize(256).save(out, optimize=True)
+    save_png(fig, out)
