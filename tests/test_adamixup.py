@@ -13,10 +13,9 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from _spine import ROOT, TINY, killed_run, run_cli
+from _spine import ROOT, TINY, assert_sigkill_resume_bit_identical, run_cli
 
 from mixbench.config import load_config
-from mixbench.engine import compat
 from mixbench.errors import ConfigError
 from mixbench.mixups.base import MixContext
 from mixbench.mixups.learned.adamixup import AdaMixup, classifier_batch, intrusion_loss, intrusion_targets, mixed_count
@@ -276,22 +275,4 @@ RESUME = [CONFIG, *TINY, "schedule.epochs=3", "data.params.train_size=512", "run
 
 @pytest.mark.slow
 def test_sigkill_then_rerun_is_bit_identical(tmp_path: Path) -> None:
-    ref = run_cli([*RESUME, f"work_dir={tmp_path / 'ref'}"], ROOT, timeout=600)
-    assert ref.returncode == 0, ref.stderr[-2000:]
-    wd = tmp_path / "killed"
-    killed = killed_run([*RESUME, f"work_dir={wd}"], ROOT, epoch=1)  # mid epoch 2, after epoch_1.pth
-    assert killed.returncode == -9, killed.stderr[-2000:]
-    (run_dir,) = [Path(p) for p in glob.glob(str(wd / "digits" / "*"))]
-    assert not (run_dir / "epoch_3.pth").exists()
-    again = run_cli([*RESUME, f"work_dir={wd}"], ROOT, timeout=600)
-    assert again.returncode == 0, again.stderr[-2000:]
-    (ref_dir,) = [Path(p) for p in glob.glob(str(tmp_path / "ref" / "digits" / "*"))]
-    a, b = (compat.load_checkpoint(str(d / "epoch_3.pth"), map_location="cpu") for d in (ref_dir, run_dir))
-    assert any(k.startswith("policy.generator.") for k in a["state_dict"])
-    assert a["state_dict"].keys() == b["state_dict"].keys()
-    for k in a["state_dict"]:
-        assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k
-    sa, sb = a["optimizer"]["state"], b["optimizer"]["state"]
-    assert sa.keys() == sb.keys() and all(torch.equal(sa[i]["momentum_buffer"], sb[i]["momentum_buffer"]) for i in sa)
-    assert read_record(ref_dir / "record.json")["metrics"] == read_record(run_dir / "record.json")["metrics"]
-
+    assert_sigkill_resume_bit_identical(RESUME, tmp_path, state_prefix="policy.generator.", timeout=600)

@@ -14,10 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from _spine import ROOT, TINY, env, killed_run, run_cli
+from _spine import ROOT, TINY, assert_sigkill_resume_bit_identical, env, run_cli
 
 from mixbench.config import load_config
-from mixbench.engine import compat
 from mixbench.errors import ConfigError
 from mixbench.mixups.base import MixContext, sample_beta
 from mixbench.mixups.learned.adaptive_mask import AdaptiveMask
@@ -348,28 +347,7 @@ def test_digits_run_end_to_end(tmp_path: Path) -> None:
 def test_sigkill_then_rerun_is_bit_identical(tmp_path: Path) -> None:
     args = [*RUN, "schedule.epochs=3", "runtime.deterministic=true", "runtime.checkpoint_interval=1",
             "runtime.max_keep_ckpts=5"]
-    ref = run_cli([*args, f"work_dir={tmp_path / 'ref'}"], ROOT, timeout=900)
-    assert ref.returncode == 0, ref.stderr[-2000:]
-    wd = tmp_path / "killed"
-    killed = killed_run([*args, f"work_dir={wd}"], ROOT, epoch=1)  # mid epoch 2, after epoch_1.pth
-    assert killed.returncode == -9, killed.stderr[-2000:]
-    (run_dir,) = [Path(p) for p in glob.glob(str(wd / "digits" / "*"))]
-    assert not (run_dir / "epoch_3.pth").exists()
-    again = run_cli([*args, f"work_dir={wd}"], ROOT, timeout=900)
-    assert again.returncode == 0, again.stderr[-2000:]
-    (ref_dir,) = [Path(p) for p in glob.glob(str(tmp_path / "ref" / "digits" / "*"))]
-    a = compat.load_checkpoint(str(ref_dir / "epoch_3.pth"), map_location="cpu")
-    b = compat.load_checkpoint(str(run_dir / "epoch_3.pth"), map_location="cpu")
-    sa, sb = a["state_dict"], b["state_dict"]
-    assert sa.keys() == sb.keys() and any(k.startswith("policy.encoder_k.") for k in sa)
-    for k in sa:
-        assert torch.equal(sa[k], sb[k]), k
-    oa, ob = a["optimizer"]["state"], b["optimizer"]["state"]
-    assert oa.keys() == ob.keys() and len(oa) > 0
-    for i in oa:
-        for name, value in oa[i].items():
-            assert torch.equal(torch.as_tensor(value), torch.as_tensor(ob[i][name])), (i, name)
-    assert read_record(ref_dir / "record.json")["metrics"] == read_record(run_dir / "record.json")["metrics"]
+    assert_sigkill_resume_bit_identical(args, tmp_path, state_prefix="policy.encoder_k.")
 
 
 @pytest.mark.slow

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from _spine import ROOT, TINY, TRAIN, env, killed_run, run_cli
+from _spine import ROOT, TINY, TRAIN, assert_sigkill_resume_bit_identical, env, run_cli
 
 from mixbench.engine import compat
 from mixbench.engine.report import read_metrics
@@ -85,38 +85,11 @@ def test_mixer_group_lr_follows_its_own_cosine(tmp_path: Path) -> None:
     assert seen[0][3] == pytest.approx(0.05 * 0.01)  # the main group still warms up from its own schedule
 
 
-def _flat_state(obj) -> list[torch.Tensor]:
-    if torch.is_tensor(obj):
-        return [obj]
-    if isinstance(obj, dict):
-        return [t for k in sorted(obj, key=str) for t in _flat_state(obj[k])]
-    if isinstance(obj, (list, tuple)):
-        return [t for v in obj for t in _flat_state(v)]
-    return [torch.tensor(float(obj))] if isinstance(obj, (int, float)) and not isinstance(obj, bool) else []
-
-
 def test_sigkill_then_rerun_equals_uninterrupted(tmp_path: Path) -> None:
     args = ["configs/digits/automix.yaml", *TINY, "schedule.epochs=3", "data.params.train_size=400",
             "runtime.deterministic=true",
             "runtime.checkpoint_interval=1", "runtime.max_keep_ckpts=5", "mixup.lr=0.05", "mixup.min_lr=0.001"]
-    ref = run_cli([*args, f"work_dir={tmp_path / 'ref'}"], ROOT, timeout=900)
-    assert ref.returncode == 0, ref.stderr[-2000:]
-    wd = tmp_path / "killed"
-    killed = killed_run([*args, f"work_dir={wd}"], ROOT, epoch=1)  # mid epoch 2, after epoch_1.pth
-    assert killed.returncode == -9, killed.stderr[-2000:]
-    run_dir = _run_dir(wd)
-    assert read_record(run_dir / "record.json")["status"] == "running" and not (run_dir / "epoch_3.pth").exists()
-    again = run_cli([*args, f"work_dir={wd}"], ROOT, timeout=900)
-    assert again.returncode == 0, again.stderr[-2000:]
-    ref_dir = _run_dir(tmp_path / "ref")
-    a, b = (compat.load_checkpoint(str(d / "epoch_3.pth"), map_location="cpu") for d in (ref_dir, run_dir))
-    assert a["state_dict"].keys() == b["state_dict"].keys()
-    assert any(k.startswith("policy.encoder_k.") for k in a["state_dict"])
-    for k in a["state_dict"]:
-        assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k
-    opt_a, opt_b = _flat_state(a["optimizer"]), _flat_state(b["optimizer"])
-    assert len(opt_a) == len(opt_b) > 0 and all(torch.equal(x, y) for x, y in zip(opt_a, opt_b))
-    assert read_record(ref_dir / "record.json")["metrics"] == read_record(run_dir / "record.json")["metrics"]
+    assert_sigkill_resume_bit_identical(args, tmp_path, state_prefix="policy.encoder_k.")
 
 
 @pytest.mark.parametrize("method", ["automix", "samix"])

@@ -176,6 +176,28 @@ def non_negative(name: str, value: float) -> float:
     return float(value)
 
 
+def in_interval(name: str, value: float, lo: float = 0.0, hi: float = 1.0) -> float:
+    """``value`` as a float if ``lo ≤ value ≤ hi`` (a share or a momentum by default), else a ``ValueError``."""
+    if not lo <= float(value) <= hi:
+        raise ValueError(f"{name}: expected a value in [{lo}, {hi}], got {value}")
+    return float(value)
+
+
+def count(name: str, value: int, lo: int) -> int:
+    """``value`` as an int if it is an integer ≥ ``lo`` (a layer index, a number of sources), else a
+    ``ValueError``."""
+    if isinstance(value, bool) or int(value) != value or value < lo:
+        raise ValueError(f"{name}: expected an integer ≥ {lo}, got {value}")
+    return int(value)
+
+
+def one_of(name: str, value: str, options: tuple[str, ...]) -> str:
+    """``value`` if it is one of ``options``, else a ``ValueError`` listing them."""
+    if value not in options:
+        raise ValueError(f"{name}: expected one of {', '.join(options)}, got {value!r}")
+    return value
+
+
 def pair_batch(inputs: Tensor, labels: Tensor, num_classes: int, index: Tensor, weight: Tensor,
                partner_weight: Tensor | None = None, batch_type: type[MixBatch] = MixBatch, **fields: Any) -> MixBatch:
     """The two-source batch of most policies: source 0 the anchor (identity), source 1 the partner ``index``,

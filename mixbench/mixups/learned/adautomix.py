@@ -67,7 +67,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mixbench.mixups.base import MixBatch, MixContext, OneHotTargets, identity_batch, sample_beta
+from mixbench.mixups.base import (
+    MixBatch,
+    MixContext,
+    OneHotTargets,
+    count,
+    identity_batch,
+    in_interval,
+    one_of,
+    sample_beta,
+)
 from mixbench.mixups.learned.adaptive_mask import UPSAMPLING, AdaptiveMask
 from mixbench.mixups.learned.base import LearnedMixer, ModelContext, MomentumEncoder, ema_momentum
 from mixbench.ranges import COUNT, UNIT, Range
@@ -75,17 +84,6 @@ from mixbench.registry import MIXUPS
 
 COSINE = ("distance", "similarity")
 
-
-def _interval(name: str, value: float, lo: float, hi: float) -> float:
-    if not lo <= float(value) <= hi:
-        raise ValueError(f"{name}: expected a value in [{lo}, {hi}], got {value}")
-    return float(value)
-
-
-def _count(name: str, value: int, lo: int) -> int:
-    if isinstance(value, bool) or int(value) != value or value < lo:
-        raise ValueError(f"{name}: expected an integer ≥ {lo}, got {value}")
-    return int(value)
 
 
 def co_weights(lam: Tensor) -> Tensor:
@@ -180,25 +178,23 @@ class AdAutoMix(LearnedMixer):
                  use_scale: bool = True, upsampling: str = "bilinear", lam_concat: bool = False,
                  lr: float | None = None, min_lr: float | None = None, weight_decay: float | None = None):
         super().__init__(alpha, partner, lr=lr, min_lr=min_lr, weight_decay=weight_decay)
-        self.mix_samples = _count("mix_samples", mix_samples, 2)
+        self.mix_samples = count("mix_samples", mix_samples, 2)
         if self.mix_samples > 2 and partner != "perm":
             raise ValueError(f"partner: {partner!r} gives every source the same partner; with mix_samples > 2 "
                              "expected perm")
         self.is_random = bool(is_random)
-        self.mask_layer = _count("mask_layer", mask_layer, 0)
-        self.lam_margin = _interval("lam_margin", lam_margin, 0.0, 0.5)
-        self.mixup_radio = _interval("mixup_radio", mixup_radio, 0.0, 1.0)
-        self.beta_radio = _interval("beta_radio", beta_radio, 0.0, 1.0)
-        self.adv_interval = _count("adv_interval", adv_interval, 0)
-        if cosine not in COSINE:
-            raise ValueError(f"cosine: expected one of {', '.join(COSINE)}, got {cosine!r}")
-        self.cosine = cosine
-        self.momentum = _interval("momentum", momentum, 0.0, 1.0)
-        self.end_momentum = _interval("end_momentum", end_momentum, self.momentum, 1.0)
-        self.momentum_hold = _interval("momentum_hold", momentum_hold, 0.0, 1.0)
+        self.mask_layer = count("mask_layer", mask_layer, 0)
+        self.lam_margin = in_interval("lam_margin", lam_margin, 0.0, 0.5)
+        self.mixup_radio = in_interval("mixup_radio", mixup_radio, 0.0, 1.0)
+        self.beta_radio = in_interval("beta_radio", beta_radio, 0.0, 1.0)
+        self.adv_interval = count("adv_interval", adv_interval, 0)
+        self.cosine = one_of("cosine", cosine, COSINE)
+        self.momentum = in_interval("momentum", momentum, 0.0, 1.0)
+        self.end_momentum = in_interval("end_momentum", end_momentum, self.momentum, 1.0)
+        self.momentum_hold = in_interval("momentum_hold", momentum_hold, 0.0, 1.0)
         if upsampling not in UPSAMPLING:
             raise ValueError(f"upsampling: expected one of {', '.join(UPSAMPLING)}, got {upsampling!r}")
-        self.generator_options = dict(reduction=_count("reduction", reduction, 1), use_scale=bool(use_scale),
+        self.generator_options = dict(reduction=count("reduction", reduction, 1), use_scale=bool(use_scale),
                                       upsampling=upsampling, lam_concat=bool(lam_concat))
         self.mask_size: tuple[int, int] = (0, 0)
 

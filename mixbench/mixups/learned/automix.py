@@ -41,7 +41,16 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from mixbench.mixups.base import MixBatch, MixContext, identity_batch, non_negative, pair_batch, sample_beta
+from mixbench.mixups.base import (
+    MixBatch,
+    MixContext,
+    identity_batch,
+    in_interval,
+    non_negative,
+    one_of,
+    pair_batch,
+    sample_beta,
+)
 from mixbench.mixups.learned.base import LearnedMixer, ModelContext, MomentumEncoder, cosine_anneal, ema_momentum
 from mixbench.mixups.learned.mixblock import MASK_LOSSES, UPSAMPLING, VALUE_NETS, PixelMixBlock, mask_loss
 from mixbench.ranges import COUNT, NON_NEGATIVE, UNIT, Range
@@ -62,17 +71,6 @@ def eta_balanced_ce(logits: Tensor, targets: Tensor, eta: float) -> Tensor:
     local = -(t * (z - lse_pos.unsqueeze(-1))).sum(-1)
     return local + eta * t.sum(-1) * (lse_all - lse_pos)
 
-
-def unit(name: str, value: float, lo: float = 0.0, hi: float = 1.0) -> float:
-    if not lo <= float(value) <= hi:
-        raise ValueError(f"{name}: expected a value in [{lo}, {hi}], got {value}")
-    return float(value)
-
-
-def choice(name: str, value: str, options: tuple[str, ...]) -> str:
-    if value not in options:
-        raise ValueError(f"{name}: expected one of {', '.join(options)}, got {value!r}")
-    return value
 
 
 @MIXUPS.register_module("automix")
@@ -127,19 +125,19 @@ class AutoMix(LearnedMixer):
         self.mask_layer = int(mask_layer)
         self.mask_loss = non_negative("mask_loss", mask_loss)
         self.mask_loss_end = None if mask_loss_end is None else non_negative("mask_loss_end", mask_loss_end)
-        self.mask_loss_mode = choice("mask_loss_mode", mask_loss_mode, MASK_LOSSES)
-        self.mask_loss_margin = unit("mask_loss_margin", mask_loss_margin)
-        self.lam_margin = unit("lam_margin", lam_margin, 0.0, 0.5)
-        self.mask_adjust = unit("mask_adjust", mask_adjust)
-        self.momentum = unit("momentum", momentum)
-        self.end_momentum = unit("end_momentum", end_momentum, self.momentum, 1.0)
-        self.momentum_hold = unit("momentum_hold", momentum_hold)
-        self.neg_weight = unit("neg_weight", neg_weight)
+        self.mask_loss_mode = one_of("mask_loss_mode", mask_loss_mode, MASK_LOSSES)
+        self.mask_loss_margin = in_interval("mask_loss_margin", mask_loss_margin)
+        self.lam_margin = in_interval("lam_margin", lam_margin, 0.0, 0.5)
+        self.mask_adjust = in_interval("mask_adjust", mask_adjust)
+        self.momentum = in_interval("momentum", momentum)
+        self.end_momentum = in_interval("end_momentum", end_momentum, self.momentum, 1.0)
+        self.momentum_hold = in_interval("momentum_hold", momentum_hold)
+        self.neg_weight = in_interval("neg_weight", neg_weight)
         self.block_options = dict(reduction=int(reduction), use_scale=bool(use_scale),
-                                  upsampling=choice("upsampling", upsampling, UPSAMPLING),
-                                  lam_concat=bool(lam_concat), lam_mul=unit("lam_mul", lam_mul),
+                                  upsampling=one_of("upsampling", upsampling, UPSAMPLING),
+                                  lam_concat=bool(lam_concat), lam_mul=in_interval("lam_mul", lam_mul),
                                   lam_mul_k=float(lam_mul_k), lam_residual=bool(lam_residual),
-                                  value_net=choice("value_net", value_net, VALUE_NETS),
+                                  value_net=one_of("value_net", value_net, VALUE_NETS),
                                   value_hidden=None if value_hidden is None else int(value_hidden),
                                   x_qk_concat=bool(x_qk_concat))
         self.mask_size: tuple[int, int] = (0, 0)
