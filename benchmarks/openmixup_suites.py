@@ -118,14 +118,19 @@ CIFAR100_RX50 = [
     ("SAMix*", 2, (83.81, 84.27, 84.42, 84.31)),
     ("AdAutoMix", 1, (None, None, 84.22, None)),
 ]
-# WRN-28-8: 400 epochs only. AutoMix 85.18 / SAMix 85.50 are left out: their WRN configs give the MixBlock SGD
-# momentum 0 in its own group, which mixbench's mixer group does not set.
+# WRN-28-8: 400 epochs only.
 CIFAR100_WRN28_8 = [
     ("Vanilla", None, (81.63,)), ("MixUp", 1, (82.82,)), ("CutMix", 0.2, (84.45,)),
     ("ManifoldMix", 2, (83.24,)), ("SmoothMix", 0.2, (82.09,)), ("SaliencyMix", 0.2, (84.35,)),
     ("AttentiveMix+", 2, (84.34,)), ("FMix*", 0.2, (84.21,)), ("PuzzleMix", 1, (85.02,)),
     ("Co-Mixup", 2, (85.05,)), ("GridMix", 0.2, (84.24,)), ("ResizeMix", 1, (84.87,)),
+    ("AutoMix", 2, (85.18,)), ("SAMix*", 2, (85.50,)),
 ]
+# The learned mixers' WRN-28-8 configs (cifar100/{automix,samix}/basic/wrn28_8_l1_*_mlr1e_3.py) differ from
+# their ResNet ones: the MixBlock reads stage 2 (256 channels: mixbench's mix point 1), and has an SGD group of
+# its own with lr 0.03 and momentum 0; every group ends its cosine at 1e-3.
+LEARNED_WRN = {"schedule": {"min_lr": 1.0e-3},
+               "mixup": {"mask_layer": 1, "lr": 0.03, "min_lr": 1.0e-3, "group_momentum": 0.0}}
 
 # suite name -> dataset, backbone dir, model group, title, table, epochs, schedule block, recipe line
 SUITES = {
@@ -189,16 +194,23 @@ def _num(x: float) -> str:
 
 def experiment_text(suite: str, policy: str) -> str:
     dataset, backbone, model, title, _, _, schedule, recipe = SUITES[suite]
-    if policy in LEARNED_SCHEDULE:
+    wrn_learned = backbone == "wrn28_8" and policy in LEARNED_SCHEDULE
+    if wrn_learned:
+        recipe = recipe.replace("cosine to 0", "cosine to min_lr 1e-3 (the learned mixers' OpenMixup recipe, a "
+                                "known confounder: the others end at 0); the MixBlock at stage 2 in an SGD group "
+                                "of its own (lr 0.03, momentum 0)")
+    elif policy in LEARNED_SCHEDULE:
         recipe = recipe.replace("cosine to 0", "cosine to min_lr 0.05 (the learned mixers' OpenMixup recipe, a "
                                 "known confounder: the others end at 0)")
     text = EXPERIMENT.format(title=title, policy=policy, docs=DOCS, recipe=recipe, suite=suite, model=model,
                              dataset=dataset, backbone=backbone)
-    sched = dict(schedule or {}, **LEARNED_SCHEDULE.get(policy, {}))
+    sched = dict(schedule or {}, **(LEARNED_WRN["schedule"] if wrn_learned else LEARNED_SCHEDULE.get(policy, {})))
     if backbone == "rx50" and policy in CUTTING:
         sched["weight_decay"] = 5.0e-4
     if sched:
         text += "schedule:\n" + "".join(f"  {k}: {v:g}\n" for k, v in sched.items())
+    if wrn_learned:
+        text += "mixup:\n" + "".join(f"  {k}: {v:g}\n" for k, v in LEARNED_WRN["mixup"].items())
     return text
 
 

@@ -94,3 +94,6 @@ def test_mixer_group_is_a_custom_key_only_when_configured() -> None:
     mixer = AutoMix(lr=0.1, min_lr=0.001, weight_decay=0.0)
     assert mixer.group_options(Progress(50, 100)) == pytest.approx({"lr": 0.0505, "weight_decay": 0.0})
     assert AutoMix(lr=0.2).group_options(Progress(70, 100)) == {"lr": 0.2}  # no min_lr: constant
+    only_momentum = AutoMix(group_momentum=0.0)  # the main lr schedule, SGD without momentum
+    assert only_momentum.has_own_group and only_momentum.group_options(Progress(3, 10)) == {"momentum": 0.0}
+    assert "paramwise_cfg" in optim_wrapper_cfg(cfg, only_momentum)

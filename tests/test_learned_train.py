@@ -52,7 +52,7 @@ def test_digits_run_logs_each_loss_term(method: str, tmp_path: Path) -> None:
     assert json.loads(out.read_text())["metrics"]["top1"] == pytest.approx(rec["metrics"]["top1"]["final"])
 
 
-def test_mixer_group_lr_follows_its_own_cosine(tmp_path: Path) -> None:
+def test_mixer_group_lr_follows_its_own_cosine_and_keeps_its_momentum(tmp_path: Path) -> None:
     from mmengine.hooks import Hook
 
     from mixbench.config import load_config
@@ -62,9 +62,10 @@ def test_mixer_group_lr_follows_its_own_cosine(tmp_path: Path) -> None:
 
     cfg, _ = load_config("configs/digits/automix.yaml", [*TINY, "schedule.epochs=1", "data.params.train_size=400",
                                                          "mixup.lr=0.2",
-                                                         "mixup.min_lr=0.002", "mixup.weight_decay=0.0"])
+                                                         "mixup.min_lr=0.002", "mixup.weight_decay=0.0",
+                                                         "mixup.group_momentum=0.0"])
     runner = build_runner(cfg, str(tmp_path), device=torch.device("cpu"), info=DistInfo())
-    seen: list[tuple[int, list[float], list[float], float]] = []
+    seen: list[tuple[int, list[float], list[float], float, list[float], float]] = []
 
     class Spy(Hook):
         priority = "LOW"  # after LearnedMixerHook
@@ -73,15 +74,17 @@ def test_mixer_group_lr_follows_its_own_cosine(tmp_path: Path) -> None:
             ids = {id(p) for p in runner.model.policy.group_parameters()}
             mine = [g for g in runner.optim_wrapper.param_groups if all(id(p) in ids for p in g["params"])]
             main = [g for g in runner.optim_wrapper.param_groups if all(g is not m for m in mine)]
-            seen.append((runner.iter, [g["lr"] for g in mine], [g["weight_decay"] for g in mine], main[0]["lr"]))
+            seen.append((runner.iter, [g["lr"] for g in mine], [g["weight_decay"] for g in mine], main[0]["lr"],
+                         [g["momentum"] for g in mine], main[0]["momentum"]))
 
     runner.register_hook(Spy())
     runner.train()
     total = runner.max_iters
     assert len(seen) == total
-    for it, lrs, decays, _ in seen:
+    for it, lrs, decays, _, momenta, main_momentum in seen:
         assert lrs and all(lr == pytest.approx(cosine_anneal(0.2, 0.002, it / total)) for lr in lrs)
         assert all(d == 0.0 for d in decays)
+        assert all(m == 0.0 for m in momenta) and main_momentum == 0.9  # OpenMixup's WRN MixBlock group
     assert seen[0][3] == pytest.approx(0.05 * 0.01)  # the main group still warms up from its own schedule
 
 
@@ -121,6 +124,9 @@ def test_torchrun_training_with_a_learned_mixer(tmp_path: Path) -> None:
     ("mixup.upsampling=area", "mixup.upsampling: expected one of nearest, bilinear, bicubic"),
     ("mixup.mask_loss_mode=L2", "mixup.mask_loss_mode: expected one of L1, L1+Variance"),
     ("task=regression loss=mse", "'automix' is a classification policy"),
+    ("mixup.group_momentum=1.0", "mixup.group_momentum=1.0: expected a value in [0, 1)"),
+    ("mixup.group_momentum=0 schedule.optimizer=adamw", "mixup.group_momentum: an SGD momentum, needs "
+                                                         "schedule.optimizer=sgd (got adamw"),
 ])
 def test_bad_options_are_one_line_config_errors(override: str, needle: str, tmp_path: Path) -> None:
     proc = run_cli(["configs/digits/automix.yaml", *override.split(), f"work_dir={tmp_path}"], ROOT)

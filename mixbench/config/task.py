@@ -70,7 +70,8 @@ def check_task(cfg: Mapping[str, Any], source: ConfigSource) -> None:
 
 
 def check_learned_mixer(cfg: Mapping[str, Any], policy: Any, source: ConfigSource) -> None:
-    """A learned mixer reads the features of a backbone stage: the backbone must have the mix points it uses.
+    """A learned mixer reads the features of a backbone stage: the backbone must have the mix points it uses;
+    and its group's SGD momentum needs the SGD optimiser.
 
     The backbone is built once here (on the CPU, with 3 input channels: the mix points do not depend on them).
     """
@@ -79,6 +80,9 @@ def check_learned_mixer(cfg: Mapping[str, Any], policy: Any, source: ConfigSourc
 
     if not isinstance(policy, LearnedMixer):
         return
+    if policy.group_momentum is not None and cfg["schedule"]["optimizer"] != "sgd":
+        raise ConfigError(f"mixup.group_momentum: an SGD momentum, needs schedule.optimizer=sgd "
+                          f"(got {cfg['schedule']['optimizer']}; in {source.file_for('mixup.group_momentum')})")
     backbone = build(BACKBONES, cfg["model"]["backbone"], "model.backbone",
                      str(source.file_for("model.backbone")), in_chans=3)
     points = backbone.mix_points() if callable(getattr(backbone, "mix_points", None)) else []

@@ -144,8 +144,10 @@ class AdaMixup(LearnedMixer):
     ranges = {"hidden": COUNT, "init_std": POSITIVE}
 
     def __init__(self, hidden: int = 100, init_std: float = 1e-3, partner: str = "perm", *,
-                 lr: float | None = None, min_lr: float | None = None, weight_decay: float | None = None):
-        super().__init__(partner=partner, lr=lr, min_lr=min_lr, weight_decay=weight_decay)
+                 lr: float | None = None, min_lr: float | None = None, weight_decay: float | None = None,
+                 group_momentum: float | None = None):
+        super().__init__(partner=partner, lr=lr, min_lr=min_lr, weight_decay=weight_decay,
+                         group_momentum=group_momentum)
         if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 1:
             raise ValueError(f"hidden: expected a positive integer, got {hidden!r}")
         self.hidden = hidden

@@ -163,7 +163,7 @@ class AdAutoMix(LearnedMixer):
         cosine: ``distance`` (the paper's term, default) or ``similarity`` (the released code's).
         momentum, end_momentum, momentum_hold: the momentum encoder's EMA schedule (0.999 → 0.999999, hold 0.1).
         reduction, use_scale, upsampling, lam_concat: the generator's options (:class:`AdaptiveMask`).
-        lr, min_lr, weight_decay: the generator's own optimiser group (``None``: the main group).
+        lr, min_lr, weight_decay, group_momentum: the generator's own optimiser group (``None``: the main group).
     """
 
     group_module = "generator"
@@ -176,8 +176,10 @@ class AdAutoMix(LearnedMixer):
                  adv_interval: int = 2, cosine: str = "distance", momentum: float = 0.999,
                  end_momentum: float = 0.999999, momentum_hold: float = 0.1, reduction: int = 2,
                  use_scale: bool = True, upsampling: str = "bilinear", lam_concat: bool = False,
-                 lr: float | None = None, min_lr: float | None = None, weight_decay: float | None = None):
-        super().__init__(alpha, partner, lr=lr, min_lr=min_lr, weight_decay=weight_decay)
+                 lr: float | None = None, min_lr: float | None = None, weight_decay: float | None = None,
+                 group_momentum: float | None = None):
+        super().__init__(alpha, partner, lr=lr, min_lr=min_lr, weight_decay=weight_decay,
+                         group_momentum=group_momentum)
         self.mix_samples = count("mix_samples", mix_samples, 2)
         if self.mix_samples > 2 and partner != "perm":
             raise ValueError(f"partner: {partner!r} gives every source the same partner; with mix_samples > 2 "

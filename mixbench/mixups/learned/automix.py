@@ -95,7 +95,7 @@ class AutoMix(LearnedMixer):
         reduction, use_scale, upsampling, lam_concat, lam_mul, lam_mul_k, lam_residual, value_net,
             value_hidden, x_qk_concat: the MixBlock's options (:class:`PixelMixBlock`).
         neg_weight: η of the momentum branch's cross-entropy (1: plain soft CE).
-        lr, min_lr, weight_decay: the MixBlock's own optimiser group (``None``: the main group).
+        lr, min_lr, weight_decay, group_momentum: the MixBlock's own optimiser group (``None``: the main group).
     """
 
     ranges = {"mask_layer": Range(0), "reduction": COUNT, "value_hidden": COUNT, "mask_loss": NON_NEGATIVE,
@@ -110,8 +110,10 @@ class AutoMix(LearnedMixer):
                  use_scale: bool = True, upsampling: str = "nearest", lam_concat: bool = False, lam_mul: float = 0.0,
                  lam_mul_k: float = -1.0, lam_residual: bool = False, value_net: str = "conv",
                  value_hidden: int | None = None, x_qk_concat: bool = False, neg_weight: float = 1.0,
-                 lr: float | None = None, min_lr: float | None = None, weight_decay: float | None = None):
-        super().__init__(alpha, partner, lr=lr, min_lr=min_lr, weight_decay=weight_decay)
+                 lr: float | None = None, min_lr: float | None = None, weight_decay: float | None = None,
+                 group_momentum: float | None = None):
+        super().__init__(alpha, partner, lr=lr, min_lr=min_lr, weight_decay=weight_decay,
+                         group_momentum=group_momentum)
         if int(mask_layer) != mask_layer or mask_layer < 0:
             raise ValueError(f"mask_layer: expected a mix-point index ≥ 0, got {mask_layer}")
         if int(reduction) != reduction or reduction < 1:
@@ -234,8 +236,8 @@ class SAMix(AutoMix):
                  lam_mul: float = 1.0, lam_mul_k: float = 0.25, lam_residual: bool = True,
                  value_net: str = "convneck", value_hidden: int | None = None, x_qk_concat: bool = True,
                  neg_weight: float = 0.5, lr: float | None = None, min_lr: float | None = None,
-                 weight_decay: float | None = None):
+                 weight_decay: float | None = None, group_momentum: float | None = None):
         super().__init__(alpha, partner, mask_layer, mask_loss, mask_loss_end, mask_loss_mode, mask_loss_margin,
                          lam_margin, mask_adjust, momentum, end_momentum, momentum_hold, reduction, use_scale,
                          upsampling, lam_concat, lam_mul, lam_mul_k, lam_residual, value_net, value_hidden,
-                         x_qk_concat, neg_weight, lr, min_lr, weight_decay)
+                         x_qk_concat, neg_weight, lr, min_lr, weight_decay, group_momentum)

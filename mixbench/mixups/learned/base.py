@@ -31,9 +31,9 @@ import torch
 from torch import Tensor, nn
 
 from mixbench.errors import ConfigError
-from mixbench.mixups.base import MixBatch, MixContext, MixPolicy, non_negative, positive
+from mixbench.mixups.base import MixBatch, MixContext, MixPolicy, in_interval, non_negative, positive
 from mixbench.models.signals import module_mode, tokens_to_map
-from mixbench.ranges import NON_NEGATIVE, POSITIVE
+from mixbench.ranges import NON_NEGATIVE, POSITIVE, UNIT_OPEN_TOP
 
 
 @dataclass(frozen=True)
@@ -207,16 +207,20 @@ class LearnedMixer(MixPolicy, nn.Module):
             ``None`` puts them in the main group, with the main schedule.
         min_lr: the group's lr at the end of training (cosine from ``lr``); ``None``: constant ``lr``.
         weight_decay: the group's weight decay; ``None``: the main one.
+        group_momentum: the group's SGD momentum; ``None``: the main one (OpenMixup's WRN-28-8 recipes give
+            the MixBlock 0).
 
     Subclasses implement :meth:`build`, :meth:`mix` and :meth:`train_losses`, and may override
     :meth:`before_iter` / :meth:`after_step`. Learned mixers are classification-only.
     """
 
     group_module: str = "mixblock"
-    ranges = {"alpha": POSITIVE, "lr": POSITIVE, "min_lr": NON_NEGATIVE, "weight_decay": NON_NEGATIVE}
+    ranges = {"alpha": POSITIVE, "lr": POSITIVE, "min_lr": NON_NEGATIVE, "weight_decay": NON_NEGATIVE,
+              "group_momentum": UNIT_OPEN_TOP}
 
     def __init__(self, alpha: float = 1.0, partner: str = "perm", *, lr: float | None = None,
-                 min_lr: float | None = None, weight_decay: float | None = None):
+                 min_lr: float | None = None, weight_decay: float | None = None,
+                 group_momentum: float | None = None):
         nn.Module.__init__(self)
         MixPolicy.__init__(self, alpha, 1.0, partner)
         if min_lr is not None and lr is None:
@@ -224,6 +228,7 @@ class LearnedMixer(MixPolicy, nn.Module):
         self.lr = None if lr is None else positive("lr", lr)
         self.min_lr = None if min_lr is None else non_negative("min_lr", min_lr)
         self.weight_decay = None if weight_decay is None else non_negative("weight_decay", weight_decay)
+        self.group_momentum = None if group_momentum is None else in_interval("group_momentum", group_momentum)
         self.progress = Progress()
         self.input_shape: tuple[int, int, int] | None = None
 
@@ -272,7 +277,7 @@ class LearnedMixer(MixPolicy, nn.Module):
     # -- the own optimiser group -----------------------------------------------------------------------------------
     @property
     def has_own_group(self) -> bool:
-        return self.lr is not None or self.weight_decay is not None
+        return self.lr is not None or self.weight_decay is not None or self.group_momentum is not None
 
     def group_prefix(self) -> str:
         """The parameter-name prefix of the group inside the classifier (``policy.<group_module>``)."""
@@ -283,13 +288,15 @@ class LearnedMixer(MixPolicy, nn.Module):
         return [] if module is None else [p for p in module.parameters() if p.requires_grad]
 
     def group_options(self, progress: Progress) -> dict[str, float]:
-        """The group's ``lr`` and ``weight_decay`` at ``progress`` (only those configured)."""
+        """The group's ``lr``, ``weight_decay`` and ``momentum`` at ``progress`` (only those configured)."""
         out: dict[str, float] = {}
         if self.lr is not None:
             end = self.lr if self.min_lr is None else self.min_lr
             out["lr"] = cosine_anneal(self.lr, end, progress.fraction)
         if self.weight_decay is not None:
             out["weight_decay"] = self.weight_decay
+        if self.group_momentum is not None:
+            out["momentum"] = self.group_momentum
         return out
 
     def __repr__(self) -> str:
