@@ -213,3 +213,12 @@ def test_fake_imagenet_trains_one_epoch_with_the_automix_config(tmp_path):
         assert {"loss_mix_q", "loss_one_q", "loss_mix_k", "loss_mask"} <= set(row), row
     saved = yaml.safe_load((Path(run_dir) / "config.yaml").read_text())
     assert saved["data"]["random_resized_crop"]["size"] == 64 and saved["mixup"]["lam_concat"] is True
+
+
+def test_bad_crop_exits_2_before_any_run_dir(tmp_path):
+    root = _fake_imagenet(tmp_path / "inet")
+    proc = run_cli(["configs/imagenet/r50/vanilla.yaml", f"data.root={root}", f"work_dir={tmp_path / 'work'}",
+                    "data.random_resized_crop.scale=[0.9,0.2]"], ROOT, timeout=300)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "data.random_resized_crop.scale" in proc.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "work").exists()

@@ -128,11 +128,10 @@ def check_resized_crop(cfg: Mapping[str, Any], source: ConfigSource) -> None:
     d, where = cfg["data"], f"(in {source.file_for('data.random_resized_crop')})"
     try:
         crop = ResizedCrop.from_config(d["random_resized_crop"])
+        if crop is not None:
+            crop.check_padding(d["crop_padding"])
     except ConfigError as exc:
         raise ConfigError(f"{exc} {where}") from None
-    if crop is not None and d["crop_padding"] > 0:
-        raise ConfigError(f"data.random_resized_crop: replaces the padded crop; expected data.crop_padding=0, got "
-                          f"{d['crop_padding']} {where}")
 
 
 def check_paths(cfg: Mapping[str, Any], source: ConfigSource) -> None:

@@ -83,6 +83,11 @@ class ResizedCrop:
             raise ConfigError(f"{KEY}.interpolation={interpolation!r}: expected one of {list(INTERPOLATIONS)}")
         return cls(size, _pair(node, "scale", 1.0), _pair(node, "ratio", None), interpolation)
 
+    def check_padding(self, crop_padding: int) -> None:
+        """The crop replaces the padded crop: a ``data.crop_padding`` above 0 beside it is a config error."""
+        if crop_padding > 0:
+            raise ConfigError(f"{KEY}: replaces the padded crop; expected data.crop_padding=0, got {crop_padding}")
+
     def params(self, height: int, width: int, seed: int) -> tuple[int, int, int, int]:
         """``(top, left, h, w)`` of the box torchvision draws for an image of ``height``×``width`` after
         ``torch.manual_seed(seed)``; the caller's RNG is left as it was."""

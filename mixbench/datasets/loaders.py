@@ -363,9 +363,8 @@ def build_loader(dataset: ImageDataset, *, train: bool, batch_size: int, device:
     drop_last = train if drop_last is None else bool(drop_last)
     if not train:
         crop_padding, hflip, randaugment, resized_crop = 0, False, None, None
-    if resized_crop is not None and crop_padding > 0:
-        raise ConfigError(f"data.random_resized_crop: replaces the padded crop; expected data.crop_padding=0, "
-                          f"got {crop_padding}")
+    if resized_crop is not None:
+        resized_crop.check_padding(crop_padding)
     if randaugment is not None and not 0 <= int(randaugment) <= 30:
         raise ConfigError(f"data.randaugment: expected null or a magnitude in 0..30, got {randaugment}")
     sampler = EpochSampler(len(dataset), shuffle=train, crop_padding=crop_padding, hflip=hflip, seed=seed,
