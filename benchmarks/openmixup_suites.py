@@ -1,7 +1,8 @@
-"""Write the OpenMixup CIFAR suites (benchmarks/openmixup_*.yaml) and the experiment files they point at.
+"""Write the OpenMixup CIFAR and ImageNet suites (benchmarks/openmixup_*.yaml) and the experiment files they
+point at.
 
-The published numbers are OpenMixup's ``docs/en/mixup_benchmarks/Mixup_cifar.md`` tables, kept below as one
-table per suite; every row is a method mixbench implements. A blank
+The published numbers are OpenMixup's ``docs/en/mixup_benchmarks/Mixup_cifar.md`` and ``Mixup_imagenet.md``
+tables, kept below as one table per suite; every row is a method mixbench implements. A blank
 cell (``None``) is a setting the table has no number for: the run is in the suite, without a reference.
 
 - ResNet tables (ResNet-18, ResNeXt-50, WRN-28-8): median top-1 of the last 10 epochs, CIFAR stems, SGD cosine,
@@ -9,6 +10,8 @@ cell (``None``) is a setting the table has no number for: the run is in the suit
 - ViT table (DeiT-S and Swin-T at 224 px, ConvNeXt-T at 32 px; 200 and 600 epochs): best top-1 within the last
   10 epochs, AdamW recipe. Its suites point at the hand-written ``configs/cifar100/{deit_s,swin_t,convnext_t}``
   files and are written with ``definition: best`` (see ``VIT_HEADER`` for how that differs).
+- ImageNet ResNet-50 table (PyTorch-style recipe, 100 and 300 epochs): median top-1 of the last 5 (100 ep) or
+  10 (300 ep) epochs; its suite points at the hand-written ``configs/imagenet/r50`` files.
 
 Experiment files ``configs/<dataset>/<backbone>/<method>.yaml`` are written only when missing (existing ones
 are never touched); the suites are rewritten every time. α per method is the table's "Beta α" column and
@@ -34,7 +37,7 @@ POLICY = {"Vanilla": ("none", "vanilla"), "MixUp": ("mixup", "mixup"), "CutMix":
           "FMix*": ("fmix", "fmix"), "PuzzleMix": ("puzzlemix", "puzzlemix"), "Co-Mixup": ("comixup", "comixup"),
           "GridMix": ("gridmix", "gridmix"), "ResizeMix": ("resizemix", "resizemix"),
           "AlignMix": ("alignmix", "alignmix"), "DeiT": ("switch", "deit"), "TransMix": ("transmix", "transmix"),
-          "AutoMix": ("automix", "automix"), "SAMix*": ("samix", "samix"),
+          "AutoMix": ("automix", "automix"), "SAMix*": ("samix", "samix"), "ResizeMix*": ("resizemix", "resizemix"),
           "AdAutoMix": ("adautomix", "adautomix")}
 NO_ALPHA = {"none", "smoothmix", "comixup"}
 # OpenMixup: "we use wd=5e-4 for cutting-based methods (CutMix, AttentiveMix+, SaliencyMix, FMix, ResizeMix)"
@@ -312,15 +315,16 @@ def experiment_alpha(path: Path, policy: str) -> float | None:
     return float(group["alpha"]) if "alpha" in group else None
 
 
-def vit_runs(suite: str) -> list[dict]:
-    """Entries of a ViT suite: each method x (200, 600) epochs, alpha overridden only where the file differs."""
-    backbone, _, table, _, _ = VIT_SUITES[suite]
+def file_runs(config_dir: str, table: list, epochs: tuple[int, ...],
+              per_epochs: dict[int, list[str]] | None = None) -> list[dict]:
+    """Entries pointing at hand-written experiment files: each method x ``epochs``, alpha overridden only where
+    the file differs from the table, plus the ``per_epochs`` overrides of each epoch count."""
     runs = []
-    for ep_i, epochs_n in enumerate(VIT_EPOCHS):
+    for ep_i, epochs_n in enumerate(epochs):
         for method, alpha, refs in table:
             policy, stem = POLICY[method]
-            config = f"configs/cifar100/{backbone}/{stem}.yaml"
-            overrides = [f"schedule.epochs={epochs_n}"]
+            config = f"{config_dir}/{stem}.yaml"
+            overrides = [f"schedule.epochs={epochs_n}", *(per_epochs or {}).get(epochs_n, [])]
             single = policy not in NO_ALPHA and not isinstance(alpha, tuple)
             if single and experiment_alpha(ROOT / config, policy) != float(alpha):
                 overrides.append(f"mixup.alpha={_num(alpha)}")
@@ -329,6 +333,18 @@ def vit_runs(suite: str) -> list[dict]:
                 run["reference"] = refs[ep_i]
             runs.append(run)
     return runs
+
+
+def vit_runs(suite: str) -> list[dict]:
+    """Entries of a ViT suite: each method x (200, 600) epochs."""
+    backbone, _, table, _, _ = VIT_SUITES[suite]
+    return file_runs(f"configs/cifar100/{backbone}", table, VIT_EPOCHS)
+
+
+def _runs_text(runs: list[dict]) -> str:
+    return "runs:\n" + "".join(
+        f"- config: {r['config']}\n  label: {r['label']}\n  overrides: [{', '.join(r['overrides'])}]\n"
+        + (f"  reference: {r['reference']}\n" if "reference" in r else "") for r in runs)
 
 
 def vit_suite_text(suite: str) -> str:
@@ -342,10 +358,56 @@ def vit_suite_text(suite: str) -> str:
             + f"reference_source: {DOCS} (best top-1 within the last 10 epochs; "
             "this suite reads the best epoch overall)\n"
             "slurm: {timeout_min: 4320, gpus_per_node: 1, cpus_per_task: 8, mem_gb: 32}\n")
-    body += "runs:\n" + "".join(
-        f"- config: {r['config']}\n  label: {r['label']}\n  overrides: [{', '.join(r['overrides'])}]\n"
-        + (f"  reference: {r['reference']}\n" if "reference" in r else "") for r in vit_runs(suite))
-    return head + body
+    return head + body + _runs_text(vit_runs(suite))
+
+
+IMAGENET_DOCS = "OpenMixup docs/en/mixup_benchmarks/Mixup_imagenet.md"
+# ImageNet-1k PyTorch-style table (Mixup_imagenet.md), R-50 column: method, alpha, top-1 at (100, 300) epochs.
+# Left out: DeiT (100 ep only; a two-policy recipe), AttentiveMix+ (OpenMixup ranks with an ImageNet-pretrained
+# ResNet-18), PuzzleMix (the ImageNet settings block_num 4 / t_batch_size are not in a config yet), and the rows
+# from the official implementations (Co-Mixup, SuperMix, AlignMix, Grafting).
+IMAGENET_R50 = [
+    ("Vanilla", None, (76.83, 77.35)), ("MixUp", 0.2, (77.12, 78.44)), ("CutMix", 1, (77.17, 78.69)),
+    ("ManifoldMix", 0.2, (77.01, 78.21)), ("SaliencyMix", 1, (77.14, 78.46)), ("FMix*", 1, (77.19, 78.51)),
+    ("GridMix", 0.2, (77.04, 78.50)), ("ResizeMix*", 1, (77.42, 78.91)), ("AutoMix", 2, (77.91, 79.25)),
+    ("SAMix*", 2, (78.14, 79.39)),
+]
+IMAGENET_EPOCHS = (100, 300)
+# "the median of top-1 accuracy in the last 5/10 training epochs for 100/300 epochs"
+IMAGENET_MEDIAN = {100: ["eval.median_last_k=5"], 300: ["eval.median_last_k=10"]}
+IMAGENET_SUITE = "openmixup_imagenet_r50"
+
+IMAGENET_HEADER = """\
+# ImageNet-1k, ResNet-50, 100/300 epochs: OpenMixup's PyTorch-style table, the methods mixbench implements.
+# Published numbers: {docs} (median top-1 of the last 5 epochs at 100 epochs, of the last 10 at 300).
+# Recipe: SGD 0.1, m 0.9, wd 1e-4, cosine to 0, no warmup; batch 64 per process on 4 processes (256);
+# RandomResizedCrop 224 (bicubic) + flip, test Resize 256 -> CenterCrop 224 (configs/imagenet/r50/*.yaml).
+# "*" there (FMix, ResizeMix, SAMix) = a reproduced pre-print. AutoMix/SAMix: their ImageNet settings (lam_concat,
+# mask loss 0.1 -> 0, momentum 0.999 -> 0.99999, the MixBlock's group at lr 0.1 -> 1e-3) in their files.
+# Left out: DeiT, AttentiveMix+ (pretrained guidance), PuzzleMix (ImageNet settings not configured) and the
+# numbers from official implementations (Co-Mixup, SuperMix, AlignMix, Grafting).
+# data.batch_size is per process: each entry needs 4 processes on 4 GPUs for the reference's global batch of
+# 256 (the slurm mapping asks for 4 tasks; one seed, as ImageNet runs are costly).
+# Written by benchmarks/openmixup_suites.py.
+# Needs GPUs and a local ImageNet (data.root=<ILSVRC2012 with train/ and val/ in wnid folders>):
+#   python tools/bench.py run benchmarks/{suite}.yaml [--launcher submitit]
+#   python tools/bench.py report benchmarks/{suite}.yaml
+"""
+
+
+def imagenet_runs() -> list[dict]:
+    """Entries of the ImageNet suite: each method x (100, 300) epochs with the table's median window."""
+    return file_runs("configs/imagenet/r50", IMAGENET_R50, IMAGENET_EPOCHS, IMAGENET_MEDIAN)
+
+
+def imagenet_suite_text(suite: str = IMAGENET_SUITE) -> str:
+    body = (f"name: {suite}\ntitle: ImageNet-1k, ResNet-50, 100/300 epochs\n"
+            f"work_dir: work_dirs/bench/{suite}\nout: results/{suite}\nseeds: [0]\nmetric: top1\n"
+            "definition: median_last_k\nby: [dataset, backbone, epochs, method]\n"
+            f"reference_source: {IMAGENET_DOCS} (median top-1 of the last 5/10 epochs for 100/300 epochs)\n"
+            "slurm: {timeout_min: 10080, nodes: 1, tasks_per_node: 4, gpus_per_node: 4, cpus_per_task: 8, "
+            "mem_gb: 128}\n")
+    return IMAGENET_HEADER.format(docs=IMAGENET_DOCS, suite=suite) + body + _runs_text(imagenet_runs())
 
 
 def main() -> None:
@@ -369,6 +431,13 @@ def main() -> None:
         out = ROOT / "benchmarks" / f"{suite}.yaml"
         out.write_text(vit_suite_text(suite))
         print(f"wrote {out.relative_to(ROOT)}")
+    missing = [POLICY[m][1] for m, _, _ in IMAGENET_R50
+               if not (ROOT / "configs" / "imagenet" / "r50" / f"{POLICY[m][1]}.yaml").exists()]
+    if missing:
+        raise SystemExit(f"configs/imagenet/r50/: missing {', '.join(missing)}")
+    out = ROOT / "benchmarks" / f"{IMAGENET_SUITE}.yaml"
+    out.write_text(imagenet_suite_text())
+    print(f"wrote {out.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

@@ -68,7 +68,8 @@ def _generator():
 def test_openmixup_suites_match_their_tables():
     """The suite files are what benchmarks/openmixup_suites.py writes from its tables (one source of numbers)."""
     gen = _generator()
-    texts = {**{n: gen.suite_text for n in gen.SUITES}, **{n: gen.vit_suite_text for n in gen.VIT_SUITES}}
+    texts = {**{n: gen.suite_text for n in gen.SUITES}, **{n: gen.vit_suite_text for n in gen.VIT_SUITES},
+             gen.IMAGENET_SUITE: gen.imagenet_suite_text}
     for name, text in texts.items():
         path = ROOT / "benchmarks" / f"{name}.yaml"
         assert path.read_text() == text(name), f"{path.name}: rerun python benchmarks/openmixup_suites.py"
@@ -106,3 +107,23 @@ def test_openmixup_vit_suites_follow_the_table(name, validated, monkeypatch):
                 continue  # no alpha in mixbench (none; SmoothMix: the mask sets the weights)
             want = tuple(map(float, alpha)) if isinstance(alpha, tuple) else float(alpha)
             assert got == want, (name, run.label, got, want)
+
+
+def test_openmixup_imagenet_suite_follows_the_table(validated, monkeypatch):
+    """Each R-50 cell is one entry: its reference, epochs, the table's median window (5 / 10 epochs) and alpha."""
+    monkeypatch.chdir(ROOT)
+    gen = _generator()
+    suite = load_suite(ROOT / "benchmarks" / "openmixup_imagenet_r50.yaml")
+    runs = {r.label: r for r in suite.runs}
+    assert len(runs) == len(gen.IMAGENET_R50) * 2
+    assert {m: refs for m, _, refs in gen.IMAGENET_R50 if m in ("AutoMix", "SAMix*")} == \
+        {"AutoMix": (77.91, 79.25), "SAMix*": (78.14, 79.39)}
+    for method, alpha, refs in gen.IMAGENET_R50:
+        policy = gen.POLICY[method][0]
+        for epochs, ref, last_k in zip((100, 300), refs, (5, 10)):
+            run = runs[f"{policy} {epochs}ep"]
+            cfg = validated(suite, run)
+            assert run.reference == ref and run.config.startswith("configs/imagenet/r50/"), run.label
+            assert cfg["eval"]["median_last_k"] == last_k and cfg["data"]["type"] == "imagenet", run.label
+            if alpha is not None:
+                assert _alphas(cfg["mixup"]) == float(alpha), (run.label, cfg["mixup"])

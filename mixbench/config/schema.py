@@ -100,6 +100,9 @@ class DataCfg:
     hflip: bool = False
     resize: Optional[int] = None  # bilinear resize (train and val) in the loader, e.g. 224 for ViTs on CIFAR
     randaugment: Optional[int] = None  # RandAugment magnitude (2 ops, train only), e.g. 7 for the CIFAR ViT recipe
+    # RandomResizedCrop (train only) in place of the padded crop: {size, scale, ratio, interpolation}, e.g.
+    # {size: 224} for the ImageNet recipe (scale [0.08, 1], ratio [3/4, 4/3], bicubic by default)
+    random_resized_crop: Optional[Dict[str, Any]] = None
     params: Dict[str, Any] = field(default_factory=dict)
     # fraction of the training split kept apart (seeded by the run seed): temperature scaling for
     # classification, model selection for regression; the string "dataset" takes the dataset's own split

@@ -27,6 +27,7 @@ from mixbench.config.schema import (
     TrainCfg,
 )
 from mixbench.config.task import check_task, fill_task_defaults
+from mixbench.datasets.augment import ResizedCrop
 from mixbench.datasets.base import split_size
 from mixbench.datasets.splits import heldout_size
 from mixbench.errors import ConfigError
@@ -122,6 +123,17 @@ def check_ranges(cfg: Mapping[str, Any], source: ConfigSource) -> None:
                 allowed.check(key, value, source.file_for(key))
 
 
+def check_resized_crop(cfg: Mapping[str, Any], source: ConfigSource) -> None:
+    """``data.random_resized_crop`` is well formed and does not meet a padded crop (it replaces it)."""
+    d, where = cfg["data"], f"(in {source.file_for('data.random_resized_crop')})"
+    try:
+        crop = ResizedCrop.from_config(d["random_resized_crop"])
+        if crop is not None:
+            crop.check_padding(d["crop_padding"])
+    except ConfigError as exc:
+        raise ConfigError(f"{exc} {where}") from None
+
+
 def check_paths(cfg: Mapping[str, Any], source: ConfigSource) -> None:
     """``work_dir`` is a path and ``experiment`` one name inside it, so every run dir stays in ``work_dir``."""
     if not str(cfg["work_dir"]).strip():
@@ -180,6 +192,7 @@ def validate(raw: Mapping[str, Any], source: ConfigSource) -> dict:
     cfg = apply_schema(raw, source)
     check_choices(cfg, source)
     check_ranges(cfg, source)
+    check_resized_crop(cfg, source)
     check_paths(cfg, source)
     fill_task_defaults(cfg, source)
     check_components(cfg, source)
@@ -234,7 +247,8 @@ def _check_holdout(d: Mapping[str, Any], n: int, world_size: int, source: Config
                           f"left to train on; expected a smaller holdout or batch {where}")
 
 
-UNSET_IS_ABSENT = ("data.resize", "data.randaugment", "data.holdout", "data.label_noise")
+UNSET_IS_ABSENT = ("data.resize", "data.randaugment", "data.holdout", "data.label_noise",
+                   "data.random_resized_crop")
 
 
 def semantic_view(cfg: Mapping[str, Any], world_size: int = 1) -> dict:

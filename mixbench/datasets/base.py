@@ -101,6 +101,11 @@ class ImageDataset(Dataset):
         """``(images N×C×H×W, labels (N,) or (N, D))`` when the whole split is in memory, else ``None``."""
         return None
 
+    def uncropped(self, i: int) -> tuple[Tensor, Any]:
+        """``(image, label)`` of item ``i`` before any resize or crop of the dataset's own, for crops that draw
+        from the whole picture (RandomResizedCrop); an in-memory dataset holds nothing larger than ``self[i]``."""
+        return self[i]
+
     def __repr__(self) -> str:
         h, w = self.image_size
         return (f"{type(self).__name__}(n={len(self)}, classes={self.num_classes}, "

@@ -1,7 +1,8 @@
 """Image-file datasets: a generic class-per-folder layout plus ImageNet, Tiny-ImageNet, CUB-200-2011, Aircraft.
 
 Every image is decoded with PIL, converted to RGB, resized so its shorter side is ``resize`` and center-cropped
-to ``image_size``², and returned as uint8 3×H×W. Files are read lazily (``tensors()`` is ``None``) unless
+to ``image_size``², and returned as uint8 3×H×W; :meth:`FileImageDataset.uncropped` returns the decoded file at
+its own size, for the train loader's RandomResizedCrop. Files are read lazily (``tensors()`` is ``None``) unless
 ``in_memory=True``, which decodes the split once so the device-resident loader can use it (sensible for
 Tiny-ImageNet-sized data). The layouts are documented in ``docs/datasets.md``.
 """
@@ -36,15 +37,17 @@ def require_samples(samples: list[tuple[Path, int]], name: str) -> list[tuple[Pa
     return samples
 
 
-def decode(path: Path, resize: int, image_size: int) -> Tensor:
-    """Decode one file to uint8 3×S×S: RGB, shorter side to ``resize`` (bilinear, antialiased), center crop."""
+def decode(path: Path, resize: int | None = None, image_size: int | None = None) -> Tensor:
+    """Decode one file to uint8 3×H×W RGB; with ``resize`` and ``image_size``: shorter side to ``resize``
+    (bilinear, antialiased), then a center crop to ``image_size``² (without them: the file's own size)."""
     from PIL import Image
     from torchvision.transforms import functional as TF
 
     with Image.open(path) as img:
         img = img.convert("RGB")
-        img = TF.resize(img, resize, interpolation=TF.InterpolationMode.BILINEAR, antialias=True)
-        img = TF.center_crop(img, [image_size, image_size])
+        if resize is not None and image_size is not None:
+            img = TF.resize(img, resize, interpolation=TF.InterpolationMode.BILINEAR, antialias=True)
+            img = TF.center_crop(img, [image_size, image_size])
         return TF.pil_to_tensor(img)
 
 
@@ -87,6 +90,12 @@ class FileImageDataset(ImageDataset):
 
     def tensors(self) -> tuple[Tensor, Tensor] | None:
         return self._cache
+
+    def uncropped(self, i: int) -> tuple[Tensor, int]:
+        """The decoded file at its own size (the stored image with ``in_memory``: the file is not read again)."""
+        if self._cache is not None:
+            return self[i]
+        return decode(self.samples[i][0]), self.samples[i][1]
 
 
 def _is_image(p: Path) -> bool:

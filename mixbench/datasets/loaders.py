@@ -22,6 +22,10 @@ runs after the crop and flip and before the resize, per image, on both paths (CP
 on the device for the resident path). Each image's draw is seeded by ``(seed, epoch, dataset index)`` through
 :func:`randaugment_seed`; torchvision draws from the global torch RNG, so every call runs inside
 ``torch.random.fork_rng`` seeded with that value, which leaves the caller's RNG untouched.
+
+Optional RandomResizedCrop (``random_resized_crop``: :class:`~mixbench.datasets.augment.ResizedCrop`, the
+ImageNet train crop) replaces the padded crop: it crops from the image the dataset holds in full (a file
+dataset's decoded file), seeded like RandAugment by ``(seed, epoch, dataset index)``, before the flip.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Sampler
 
+from mixbench.datasets.augment import ResizedCrop, item_seed
 from mixbench.datasets.base import ImageDataset
 from mixbench.errors import ConfigError
 
@@ -51,8 +56,12 @@ def epoch_seed(seed: int, epoch: int) -> int:
 def randaugment_seed(seed: int, epoch: int, index: int) -> int:
     """The RandAugment seed of dataset item ``index`` in ``epoch``: depends on nothing else (not the rank, the
     batch or the worker), so a resumed run and both loader paths draw the same operations."""
-    digest = hashlib.sha256(f"mixbench-randaugment:{int(seed)}:{int(epoch)}:{int(index)}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+    return item_seed("randaugment", seed, epoch, index)
+
+
+def crop_seed(seed: int, epoch: int, index: int) -> int:
+    """The RandomResizedCrop seed of dataset item ``index`` in ``epoch`` (a stream of its own)."""
+    return item_seed("resized-crop", seed, epoch, index)
 
 
 class SeededRandAugment:
@@ -169,21 +178,25 @@ class EpochSampler(Sampler):
 
 
 class AugmentedDataset(ImageDataset):
-    """Wraps a dataset so that ``view[(i, dy, dx, flip, epoch)]`` is ``dataset[i]`` cropped, flipped,
-    RandAugment-ed (seeded by ``(seed, epoch, i)``) and resized.
+    """Wraps a dataset so that ``view[(i, dy, dx, flip, epoch)]`` is ``dataset[i]`` cropped (padded crop, or
+    RandomResizedCrop of the uncropped image), flipped, RandAugment-ed (seeded by ``(seed, epoch, i)``) and
+    resized.
 
     The DataLoader path indexes it with the keys of an :class:`EpochSampler`; the crop is the same
-    :func:`crop_flip` the resident path applies to whole batches.
+    :func:`crop_flip` (and :class:`ResizedCrop`) the resident path applies to whole batches.
     """
 
     def __init__(self, dataset: ImageDataset, crop_padding: int = 0, hflip: bool = False,
-                 resize: int | None = None, randaugment: int | None = None, seed: int = 0):
+                 resize: int | None = None, randaugment: int | None = None, seed: int = 0,
+                 resized_crop: ResizedCrop | None = None):
         self.base, self.crop_padding, self.hflip = dataset, int(crop_padding), bool(hflip)
-        self.resize, self.seed = resize, int(seed)
+        self.resize, self.seed, self.resized_crop = resize, int(seed), resized_crop
         self.randaugment = None if randaugment is None else SeededRandAugment(randaugment)
         for attr in ("num_classes", "image_size", "in_chans", "mean", "std", "classes"):
             if hasattr(dataset, attr):
                 setattr(self, attr, getattr(dataset, attr))
+        if resized_crop is not None:
+            self.image_size = (resized_crop.size, resized_crop.size)
         if resize is not None:
             self.image_size = (int(resize), int(resize))
 
@@ -195,7 +208,11 @@ class AugmentedDataset(ImageDataset):
 
     def __getitem__(self, key: int | tuple[int, ...]) -> tuple[Tensor, Tensor | int]:
         i, dy, dx, flip, *rest = key if isinstance(key, tuple) else (key, self.crop_padding, self.crop_padding, 0)
-        image, label = self.base[i]
+        if self.resized_crop is not None and rest:
+            image, label = self.base.uncropped(i)
+            image = self.resized_crop(image, crop_seed(self.seed, rest[0], i))
+        else:
+            image, label = self.base[i]
         if self.crop_padding > 0 or (self.hflip and flip):
             image = crop_flip(image.unsqueeze(0), torch.tensor([dy]), torch.tensor([dx]), torch.tensor([flip]),
                               self.crop_padding)[0]
@@ -217,8 +234,9 @@ class EpochDataLoader(DataLoader):
 
     def __init__(self, dataset: ImageDataset, *, sampler: EpochSampler, batch_size: int, drop_last: bool,
                  num_workers: int = 0, pin_memory: bool = False, crop_padding: int = 0, hflip: bool = False,
-                 resize: int | None = None, randaugment: int | None = None):
-        view = AugmentedDataset(dataset, crop_padding, hflip, resize, randaugment, sampler.seed)
+                 resize: int | None = None, randaugment: int | None = None,
+                 resized_crop: ResizedCrop | None = None):
+        view = AugmentedDataset(dataset, crop_padding, hflip, resize, randaugment, sampler.seed, resized_crop)
         super().__init__(view, batch_size=batch_size,
                          sampler=sampler,
                          drop_last=drop_last, num_workers=num_workers, collate_fn=collate,
@@ -240,9 +258,9 @@ class ResidentLoader(DataLoader):
 
     def __init__(self, dataset: ImageDataset, *, sampler: EpochSampler, batch_size: int, drop_last: bool,
                  device: torch.device, crop_padding: int = 0, hflip: bool = False, resize: int | None = None,
-                 randaugment: int | None = None):
+                 randaugment: int | None = None, resized_crop: ResizedCrop | None = None):
         super().__init__(dataset, batch_size=batch_size, sampler=sampler, drop_last=drop_last, num_workers=0)
-        self.resize = resize
+        self.resize, self.resized_crop = resize, resized_crop
         self.randaugment = None if randaugment is None else SeededRandAugment(randaugment)
         tensors = dataset.tensors()
         if tensors is None:
@@ -269,14 +287,19 @@ class ResidentLoader(DataLoader):
         plan = self.sampler.plan()
         order, dy, dx, flip = (t.to(self.device) for t in plan)
         augment = self.crop_padding > 0 or self.hflip
-        if self.randaugment is not None:  # seeds from the CPU copy of the order: no device-to-host copy
-            s, e = self.sampler.seed, self.sampler.epoch
-            seeds = [randaugment_seed(s, e, i) for i in plan[0].tolist()]
+        s, e, positions = self.sampler.seed, self.sampler.epoch, plan[0].tolist()
+        # seeds from the CPU copy of the order: no device-to-host copy
+        if self.randaugment is not None:
+            seeds = [randaugment_seed(s, e, i) for i in positions]
+        if self.resized_crop is not None:
+            boxes = [crop_seed(s, e, i) for i in positions]
         bs = self.batch_size
         for b in range(len(self)):
             sl = slice(b * bs, (b + 1) * bs)
             idx = order[sl]
             images = self.images[idx]
+            if self.resized_crop is not None:
+                images = self.resized_crop.batch(images, boxes[sl])
             if augment:
                 images = crop_flip(images, dy[sl], dx[sl], flip[sl], self.crop_padding)
             if self.randaugment is not None:
@@ -303,7 +326,7 @@ def build_loader(dataset: ImageDataset, *, train: bool, batch_size: int, device:
                  resident: str = "auto", num_workers: int = 0, crop_padding: int = 0, hflip: bool = False,
                  seed: int = 0, rank: int = 0, world_size: int = 1,
                  drop_last: bool | None = None, resize: int | None = None,
-                 randaugment: int | None = None) -> DataLoader:
+                 randaugment: int | None = None, resized_crop: ResizedCrop | None = None) -> DataLoader:
     """Build the loader for one split (interface A).
 
     Args:
@@ -324,6 +347,8 @@ def build_loader(dataset: ImageDataset, *, train: bool, batch_size: int, device:
         randaugment: RandAugment magnitude (train only; 2 operations, torchvision's op list, 0..30), applied
             per image after the crop/flip and before the resize, seeded by ``(seed, epoch, index)``; on the
             resident path image by image on the device. ``None`` disables it.
+        resized_crop: RandomResizedCrop (train only) in place of the padded crop, from the uncropped image,
+            seeded by ``(seed, epoch, index)``, before the flip; on the resident path image by image on the device.
     """
     if resident not in RESIDENT_MODES:
         raise ConfigError(f"data.resident: expected one of {list(RESIDENT_MODES)}, got {resident!r}")
@@ -337,7 +362,9 @@ def build_loader(dataset: ImageDataset, *, train: bool, batch_size: int, device:
     device = torch.device(device)
     drop_last = train if drop_last is None else bool(drop_last)
     if not train:
-        crop_padding, hflip, randaugment = 0, False, None
+        crop_padding, hflip, randaugment, resized_crop = 0, False, None, None
+    if resized_crop is not None:
+        resized_crop.check_padding(crop_padding)
     if randaugment is not None and not 0 <= int(randaugment) <= 30:
         raise ConfigError(f"data.randaugment: expected null or a magnitude in 0..30, got {randaugment}")
     sampler = EpochSampler(len(dataset), shuffle=train, crop_padding=crop_padding, hflip=hflip, seed=seed,
@@ -351,7 +378,8 @@ def build_loader(dataset: ImageDataset, *, train: bool, batch_size: int, device:
     if resident == "device" or (resident == "auto" and _resident_fits(dataset, device)):
         return ResidentLoader(dataset, sampler=sampler, batch_size=batch_size, drop_last=drop_last,
                               device=device, crop_padding=crop_padding, hflip=hflip, resize=resize,
-                              randaugment=randaugment)
+                              randaugment=randaugment, resized_crop=resized_crop)
     return EpochDataLoader(dataset, sampler=sampler, batch_size=batch_size, drop_last=drop_last,
                            num_workers=num_workers, pin_memory=device.type == "cuda",
-                           crop_padding=crop_padding, hflip=hflip, resize=resize, randaugment=randaugment)
+                           crop_padding=crop_padding, hflip=hflip, resize=resize, randaugment=randaugment,
+                           resized_crop=resized_crop)

@@ -21,6 +21,7 @@ from mmengine.evaluator import Evaluator
 from mmengine.runner import Runner, set_random_seed
 
 from mixbench.config.task import build_task
+from mixbench.datasets.augment import ResizedCrop
 from mixbench.datasets.loaders import build_loader
 from mixbench.datasets.noise import add_label_noise
 from mixbench.datasets.splits import heldout_split, relabelled, subset
@@ -140,7 +141,8 @@ def build_data(cfg: Mapping[str, Any], device: torch.device, info: DistInfo, *, 
         out.heldout = None if heldout is None else build_loader(heldout, train=False, batch_size=eval_bs, **whole)
         out.flipped = None if flipped is None else build_loader(flipped, train=False, batch_size=eval_bs, **whole)
         out.train = build_loader(train_set, train=True, batch_size=d["batch_size"], crop_padding=d["crop_padding"],
-                                 hflip=d["hflip"], randaugment=d.get("randaugment"), **common)
+                                 hflip=d["hflip"], randaugment=d.get("randaugment"),
+                                 resized_crop=ResizedCrop.from_config(d.get("random_resized_crop")), **common)
     out.val = build_loader(val_set, train=False, batch_size=eval_bs, **common)
     return out
 
