@@ -2,9 +2,11 @@
 
 Builds mixbench's classifier (``mixbench.models.classifier``) once per policy with identical initial weights,
 runs ``--warmup`` untimed steps then ``--steps`` timed ones on one fixed random batch, and prints the median
-step time, its ratio to ``none`` and the peak-memory ratio (CUDA: ``max_memory_allocated``; CPU: not measured,
-torch has no CPU allocator statistics and the process's peak resident set is reached while building, not
-stepping, at these sizes).
+step time, its ratio to ``none`` and the peak-memory ratio. CUDA: ``max_memory_allocated`` over the warm-up
+steps. CPU (Linux): torch keeps no CPU allocator statistics, so each policy is built and stepped in a process
+of its own, and the peak is the process's peak resident set (``VmHWM``, reset through ``/proc/self/clear_refs``
+after the imports and one warm-up step of a ``none`` model) above its resident set at that point: the model, the optimiser state and the step's
+tensors, as on CUDA, without the interpreter and the libraries.
 
 Learned mixers (``LEARNED``: AutoMix, SAMix, AdAutoMix, AdaMixup; add a new one there) are set up through the real build path
 (``policy.setup(model_context(...))``) and get their per-iteration callbacks around each step.
@@ -18,9 +20,13 @@ from __future__ import annotations
 
 import argparse
 import csv
+import gc
+import os
 import statistics
+import subprocess
 import sys
 import time
+from pathlib import Path
 
 import torch
 from _table import write_csv
@@ -92,6 +98,44 @@ def make_step(name: str, args, model_name: str, device: torch.device):
     return step
 
 
+def _status_kib(field: str) -> int:
+    """A ``VmRSS``/``VmHWM`` line of ``/proc/self/status``, in KiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
+def cpu_step_peak(name: str, args, model_name: str) -> float:
+    """Bytes of resident memory the policy's model, optimiser and warm-up steps add at their peak (this process
+    must be fresh: see the module docstring)."""
+    warm = make_step("none", args, model_name, torch.device("cpu"))
+    warm(0)  # the libraries' one-time set-up (kernels, thread pools) would otherwise count as the policy's
+    del warm
+    gc.collect()
+    Path("/proc/self/clear_refs").write_text("5")  # the kernel's peak-RSS reset
+    before = _status_kib("VmRSS")
+    step = make_step(name, args, model_name, torch.device("cpu"))
+    for i in range(args.warmup):
+        step(i)
+    return float(_status_kib("VmHWM") - before) * 1024
+
+
+def cpu_peaks(names: list[str], args, model_name: str) -> dict[str, float]:
+    """:func:`cpu_step_peak` of each policy, each in a child process; NaN off Linux."""
+    if not Path("/proc/self/clear_refs").exists():
+        return {name: float("nan") for name in names}
+    out = {}
+    for name in names:
+        cmd = [sys.executable, __file__, "--device", "cpu", "--model", model_name, "--batch", str(args.batch),
+               "--warmup", str(args.warmup), "--peak-of", name]
+        # a fixed mmap threshold: glibc then returns every freed tensor to the kernel, so the warm-up's memory
+        # is not reused silently inside the measured window
+        env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
+        out[name] = float(subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout)
+    return out
+
+
 def time_policies(names: list[str], args, model_name: str, device: torch.device) -> dict[str, tuple[float, float]]:
     """Median step time and peak memory per policy; steps are interleaved round-robin across policies so that
     a change of machine load affects all of them alike."""
@@ -125,7 +169,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--policies", default=None, help="comma list (default: none, mixup and the model's policies)")
     ap.add_argument("--csv", default=None)
+    ap.add_argument("--peak-of", default=None, help=argparse.SUPPRESS)  # the child of cpu_peaks
     args = ap.parse_args(argv)
+    if args.peak_of:
+        print(cpu_step_peak(args.peak_of, args, args.model))
+        return 0
     device = torch.device(args.device)
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     models = ["cnn", "vit_digits"] if args.model == "all" else [args.model]
@@ -133,6 +181,9 @@ def main(argv: list[str] | None = None) -> int:
     for model_name in models:
         names = args.policies.split(",") if args.policies else (VIT_POLICIES if MODELS[model_name][4] else CNN_POLICIES)
         results = time_policies(names, args, model_name, device)
+        if device.type == "cpu":
+            peaks = cpu_peaks(names, args, model_name)
+            results = {name: (t, peaks[name]) for name, (t, _) in results.items()}
         base_t, base_m = results.get("none", (None, None))
         for name in names:
             t, m = results[name]
