@@ -11,8 +11,9 @@
 #   2. epoch_speed: CIFAR-100 R-18 at batch 100 on CIFAR-shaped synthetic data, bf16, channels_last,
 #      device-resident loader; torch.compile of the step off, then on (target <= 2.5 s/epoch)
 #                                                                                   -> epoch_speed_cuda.csv
-#   3. step_speed on r18 and deit_s (targets: puzzlemix <= 1.6x none, attention policies <= 1.1x, static
-#      policies <= 1.02x)                                 -> step_speed_r18_cuda.csv, step_speed_deit_s_cuda.csv
+#   3. step_speed on r18 and deit_s (targets: puzzlemix <= 1.6x none, AutoMix <= 2.2x time and <= 1.6x
+#      memory, attention policies <= 1.1x, static policies <= 1.02x)
+#                                                         -> step_speed_r18_cuda.csv, step_speed_deit_s_cuda.csv
 #   4. mix_speed on CUDA (each call under set_sync_debug_mode("error"))               -> mix_speed_cuda.csv
 # gpu_check_cuda.csv lists every step with its exit status, seconds and the GPU's name; each step's output
 # is kept next to it as <step>.log.
@@ -63,7 +64,7 @@ else
   MIX=(--reps 15)
 fi
 STATIC=cutmix,fmix,gridmix,resizemix,saliencymix,smoothmix,maskmix
-CNN=none,mixup,$STATIC,puzzlemix,attentivemix,snapmix,alignmix,comixup
+CNN=none,mixup,$STATIC,puzzlemix,attentivemix,snapmix,alignmix,comixup,automix,samix,adautomix,adamixup
 VIT=none,mixup,cutmix,transmix,tokenmix,tokenmix_mixed,mixpro,smmix
 
 step gpu_tests 90 $PY -m pytest -m gpu -q -p no:cacheprovider --junitxml="$OUT/gpu_tests.xml" tests/test_cuda_sync.py
@@ -88,7 +89,7 @@ for compile in false true; do
     data.batch_size=100 "runtime.compile=$compile" "${EPOCH_OVR[@]}" "${EPOCH[@]}" --amp bf16 --channels-last --resident device \
     --csv "$OUT/epoch_speed_cuda.csv"
 done
-step step_speed_r18 60 $PY benchmarks/step_speed.py --device $DEVICE --model r18 "${STEP[@]}" --policies $CNN \
+step step_speed_r18 90 $PY benchmarks/step_speed.py --device $DEVICE --model r18 "${STEP[@]}" --policies $CNN \
   --csv "$OUT/step_speed_r18_cuda.csv"
 step step_speed_deit_s 75 $PY benchmarks/step_speed.py --device $DEVICE --model deit_s "${STEP[@]}" --policies $VIT \
   --csv "$OUT/step_speed_deit_s_cuda.csv"
