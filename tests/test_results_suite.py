@@ -207,9 +207,12 @@ SH_FAKE = ["sh", "-c", '"$@" & wait', "sh", *FAKE]
 def test_killed_suite_runner_ends_its_training_processes(tmp_path, fake_env, monkeypatch, sig, train_cmd):
     monkeypatch.setenv("FAKE_EPOCH_S", "30")  # the first run is still training when the runner is killed
     path = _suite(tmp_path, seeds=[0])
+    # under nohup or in a background job the runner would inherit SIGHUP / SIGINT ignored, and keep ignoring it
+    # on purpose: this test is about a runner that listens
+    listen = None if sig == signal.SIGKILL else (lambda: signal.signal(sig, signal.SIG_DFL))
     proc = subprocess.Popen([sys.executable, "-m", "mixbench.cli.bench", "run", str(path),
                              "--no-validate", "--train-cmd", shlex.join(train_cmd)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+                            stderr=subprocess.DEVNULL, preexec_fn=listen)
     deadline = time.monotonic() + 120
     while not (fake_env.exists() and _descendants(proc.pid)):  # the trainer has started and logged its call
         assert proc.poll() is None and time.monotonic() < deadline, "the trainer never started"
