@@ -194,10 +194,9 @@ class AdAutoMix(LearnedMixer):
         self.momentum = in_interval("momentum", momentum, 0.0, 1.0)
         self.end_momentum = in_interval("end_momentum", end_momentum, self.momentum, 1.0)
         self.momentum_hold = in_interval("momentum_hold", momentum_hold, 0.0, 1.0)
-        if upsampling not in UPSAMPLING:
-            raise ValueError(f"upsampling: expected one of {', '.join(UPSAMPLING)}, got {upsampling!r}")
         self.generator_options = dict(reduction=count("reduction", reduction, 1), use_scale=bool(use_scale),
-                                      upsampling=upsampling, lam_concat=bool(lam_concat))
+                                      upsampling=one_of("upsampling", upsampling, UPSAMPLING),
+                                      lam_concat=bool(lam_concat))
         self.mask_size: tuple[int, int] = (0, 0)
 
     # -- set-up ---------------------------------------------------------------------------------------------------
