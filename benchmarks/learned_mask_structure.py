@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 from _table import write_csv
 
+from mixbench.cli.visualize_learned import _mixed as mixed_batch
 from mixbench.cli.visualize_model import _datasets, load_checkpoint, load_experiment
 from mixbench.engine.run import last_checkpoint
 from mixbench.mixups.base import MixContext
@@ -50,14 +51,12 @@ def mask_stats(model, images: torch.Tensor, labels: torch.Tensor, draws: int) ->
     x = model.data_preprocessor({"inputs": images, "labels": labels}, True)["inputs"]
     model.train()  # the masks of training: BatchNorm in the MixBlock uses the batch's statistics
     stds, areas, lams = [], [], []
-    with torch.no_grad():
-        for seed in range(draws):
-            batch = model.policy(x, labels, model.num_classes, MixContext(torch.Generator().manual_seed(seed),
-                                                                          model=model))
-            anchor = batch.mask.float().flatten(1)  # (N, H·W): the weight of the anchor image per pixel
-            stds.append(anchor.std(1).mean())
-            areas.append(anchor.mean(1))
-            lams.append(batch.weights[0].float().expand_as(areas[-1]))
+    for seed in range(draws):
+        batch = mixed_batch(model, x, labels, seed)
+        anchor = batch.mask.float().flatten(1)  # (N, H·W): the weight of the anchor image per pixel
+        stds.append(anchor.std(1).mean())
+        areas.append(anchor.mean(1))
+        lams.append(batch.weights[0].float().expand_as(areas[-1]))
     area, lam = torch.cat(areas), torch.cat(lams)
     r = torch.corrcoef(torch.stack([area, lam]))[0, 1] if lam.std() > 0 and area.std() > 0 else torch.tensor(0.0)
     return {"pixel_std": float(torch.stack(stds).mean()), "area_gap": float((area - lam).abs().mean()),
